@@ -1,0 +1,3 @@
+from lensflow.cli import main
+
+main()

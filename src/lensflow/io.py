@@ -1,0 +1,94 @@
+"""Atomic file and directory writes, and the JSON cards every artifact carries.
+
+Nothing is ever half-written: files go to a temp name in the same directory and are renamed;
+directories are built under a hidden temp name and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lensflow import __version__
+from lensflow.errors import LensflowError
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temp directory beside `final`; on success it is renamed to `final`.
+
+    On any exception the temp directory is removed, so an interrupted job leaves nothing that
+    looks like a finished artifact.
+    """
+    final = Path(final)
+    if final.exists() and not overwrite:
+        raise LensflowError(f"{final} already exists; choose another --out or pass --overwrite")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_card(directory: str | os.PathLike[str], kind: str, **fields: Any) -> Path:
+    """Write `card.json`: what made this artifact, from what, with which version."""
+    card = {"kind": kind, "lensflow_version": __version__, "created": now_iso(), **fields}
+    return atomic_write_json(Path(directory) / "card.json", card)
+
+
+def read_card(directory: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """Read `card.json` and check it is of the expected kind, with a message naming the fix."""
+    directory = Path(directory)
+    path = directory / "card.json"
+    if not directory.is_dir():
+        raise LensflowError(f"{directory} does not exist or is not a directory")
+    if not path.is_file():
+        raise LensflowError(f"{directory} is not a lensflow {kind.removeprefix('lensflow-')}: no card.json")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise LensflowError(f"{path} is unreadable: {e}") from e
+    if card.get("kind") != kind:
+        raise LensflowError(f"{directory} is a {card.get('kind')!r}, expected a {kind!r}")
+    return card

@@ -1,0 +1,62 @@
+"""Core helpers shared by every stage: atomic writes, cards, config keys, preprocessing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lensflow.config import reject_unknown
+from lensflow.errors import ConfigError, LensflowError
+from lensflow.io import atomic_dir, atomic_write_json, read_card, write_card
+from lensflow.preprocess import Preprocess, to_pil
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_renames_on_success(tmp_path):
+    with atomic_dir(tmp_path / "out") as tmp:
+        atomic_write_json(tmp / "a.json", {"a": 1})
+    assert json.loads((tmp_path / "out" / "a.json").read_text()) == {"a": 1}
+    with pytest.raises(LensflowError, match="already exists"), atomic_dir(tmp_path / "out"):
+        pass
+
+
+def test_card_kind_is_checked(tmp_path):
+    write_card(tmp_path, "lensflow-run", model="x")
+    assert read_card(tmp_path, "lensflow-run")["model"] == "x"
+    with pytest.raises(LensflowError, match="expected a 'lensflow-bundle'"):
+        read_card(tmp_path, "lensflow-bundle")
+    with pytest.raises(LensflowError, match="no card.json"):
+        read_card(tmp_path.parent, "lensflow-dataset")
+
+
+def test_reject_unknown_suggests_closest():
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        reject_unknown(["learning_rat"], ["learning_rate", "epochs"])
+    reject_unknown(["epochs"], ["learning_rate", "epochs"])
+
+
+def test_preprocess_center_crop_and_scale():
+    pp = Preprocess(input_size=4, resize=8, mean=(127.5,) * 3, std=(127.5,) * 3)
+    img = Image.new("RGB", (16, 8), (255, 0, 127))
+    x = pp(img)
+    assert x.shape == (3, 4, 4) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:, 0, 0], [1.0, -1.0, (127 - 127.5) / 127.5], atol=1e-6)
+    assert Preprocess.from_dict(pp.to_dict()) == pp
+    with pytest.raises(ConfigError):
+        Preprocess.from_dict({**pp.to_dict(), "sise": 3})
+
+
+def test_to_pil_rejects_garbage_with_reason():
+    with pytest.raises(LensflowError, match="cannot decode"):
+        to_pil(b"not an image")
