@@ -23,7 +23,9 @@ pytest_plugins = [
 def shared_datasets() -> Path:
     """../shared/datasets beside the project root; tests that need it skip where it is absent."""
     if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"real datasets not found at {SHARED_DATASETS} (clone with ../shared beside it)")
+        pytest.skip(
+            f"real datasets not found at {SHARED_DATASETS} (clone with ../shared beside it)"
+        )
     return SHARED_DATASETS
 
 

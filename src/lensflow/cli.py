@@ -44,7 +44,8 @@ def _root(
 
 
 def _register_all() -> None:
-    from lensflow.data import capture_commands, commands as data_commands, download_commands
+    from lensflow.data import capture_commands, download_commands
+    from lensflow.data import commands as data_commands
     from lensflow.evaluate import commands as evaluate_commands
     from lensflow.export import commands as export_commands
     from lensflow.live import commands as live_commands

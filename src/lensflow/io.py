@@ -84,7 +84,9 @@ def read_card(directory: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     if not directory.is_dir():
         raise LensflowError(f"{directory} does not exist or is not a directory")
     if not path.is_file():
-        raise LensflowError(f"{directory} is not a lensflow {kind.removeprefix('lensflow-')}: no card.json")
+        raise LensflowError(
+            f"{directory} is not a lensflow {kind.removeprefix('lensflow-')}: no card.json"
+        )
     try:
         card = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:

@@ -36,7 +36,7 @@ def test_card_kind_is_checked(tmp_path):
     assert read_card(tmp_path, "lensflow-run")["model"] == "x"
     with pytest.raises(LensflowError, match="expected a 'lensflow-bundle'"):
         read_card(tmp_path, "lensflow-bundle")
-    with pytest.raises(LensflowError, match="no card.json"):
+    with pytest.raises(LensflowError, match=r"no card\.json"):
         read_card(tmp_path.parent, "lensflow-dataset")
 
 
