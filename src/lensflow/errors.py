@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import click
 
+try:  # typer >= 0.26 runs a vendored copy of click and only catches that copy's ClickException
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:  # older typer uses click itself
+    _TyperClickException = click.ClickException
 
-class LensflowError(click.ClickException):
+
+class LensflowError(*dict.fromkeys((_TyperClickException, click.ClickException))):  # type: ignore[misc]
     exit_code = 2
 
     def __init__(self, message: str) -> None:
