@@ -47,6 +47,7 @@ def scan_folder(src: Path) -> Scan:
                 f"SRC is split into {', '.join(d.name for d, _ in split_dirs)}; "
                 f"ignored the other folders: {', '.join(others)}"
             )
+        _check_loose_files(src, src, scan)
         for directory, split in split_dirs:
             _scan_classes(src, directory, split, scan)
     else:
@@ -58,7 +59,8 @@ def _subdirs(directory: Path) -> list[Path]:
     return sorted(d for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _scan_classes(src: Path, root: Path, split: str, scan: Scan) -> None:
+def _check_loose_files(src: Path, root: Path, scan: Scan) -> None:
+    """Images lying directly in a folder that should only hold class folders have no label."""
     for entry in sorted(root.iterdir()):
         if entry.is_file() and not entry.name.startswith("."):
             if entry.suffix.lower() in IMAGE_EXTENSIONS:
@@ -70,6 +72,10 @@ def _scan_classes(src: Path, root: Path, split: str, scan: Scan) -> None:
                 )
             else:
                 scan.ignored += 1
+
+
+def _scan_classes(src: Path, root: Path, split: str, scan: Scan) -> None:
+    _check_loose_files(src, root, scan)
     for class_dir in _subdirs(root):
         for dirpath, dirnames, filenames in os.walk(class_dir):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
