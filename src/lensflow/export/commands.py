@@ -1,9 +1,167 @@
-"""CLI commands of this stage (placeholder until the stage lands)."""
+"""CLI: `lensflow export` (run -> bundle) and `lensflow predict` (bundle + images -> labels).
+
+Heavy modules (torch, onnxruntime) are imported inside the command functions.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import typer
+
+from lensflow.errors import ExportError, LensflowError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    bundle: Path
+    images: tuple[Path, ...]
+    top_k: int = 5
+    threads: int | None = None  # onnxruntime intra-op threads; default: all cores
+    batch_size: int = 32
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given; directories expanded to the image files under them (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise LensflowError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {p}")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise LensflowError(f"image not found: {p}")
+    return out
+
+
+def export_cmd(
+    run: Path = typer.Argument(..., help="Training run directory (from `lensflow train`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Static int8 quantisation (QDQ, per-channel), calibrated on real images.",
+    ),
+    calibration: Path | None = typer.Option(
+        None,
+        "--calibration",
+        help="Dataset whose images calibrate int8 and check parity (default: the run's dataset).",
+    ),
+    calibration_images: int = typer.Option(256, help="Training images used for int8 calibration."),
+    parity_images: int = typer.Option(16, help="Real images on which ONNX must match torch."),
+    archive: bool = typer.Option(False, "--archive", help="Also write OUT.tar.gz (one file)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+    json_out: bool = typer.Option(False, "--json", help="Print the bundle card as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Export a training run to a bundle: model.onnx, labels, preprocessing and a JSON card.
+
+    The ONNX model is checked against torch on real images (max |logits difference| <= 1e-4);
+    the export fails and writes nothing otherwise.
+
+    Example: lensflow export runs/clothing --out bundles/clothing --int8 --archive
+    """
+    from lensflow.export.bundle import read_bundle
+    from lensflow.export.exporter import ExportConfig, archive_path, export_run
+
+    config = ExportConfig(
+        run=run,
+        out=out,
+        int8=int8,
+        calibration=calibration,
+        calibration_images=calibration_images,
+        parity_images=parity_images,
+        archive=archive,
+        overwrite=overwrite,
+    )
+    path = export_run(config, quiet=quiet)
+    bundle = read_bundle(path)
+    if json_out:
+        typer.echo(json.dumps({"bundle": str(path), **bundle.card}))
+        return
+    parity = bundle.card["parity"]["fp32_vs_torch"]
+    size_mb = bundle.model_path.stat().st_size / 1e6
+    typer.echo(
+        f"bundle {path}: {bundle.card.get('model')} {bundle.card['precision']}, "
+        f"{len(bundle.classes)} classes, model.onnx {size_mb:.1f} MB, parity max |diff| "
+        f"{parity['max_abs_diff_logits']:.2g} on {parity['images']} images"
+    )
+    if "int8_vs_fp32" in bundle.card["parity"]:
+        agree = bundle.card["parity"]["int8_vs_fp32"]["top1_agreement"]
+        typer.echo(f"int8 top-1 agreement with fp32 on the parity images: {agree:.0%}")
+    if archive:
+        typer.echo(f"archive {archive_path(path)}")
+
+
+def predict_cmd(
+    bundle: Path = typer.Argument(
+        ..., help="Bundle directory or .tar.gz (from `lensflow export`)."
+    ),
+    images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
+    top_k: int = typer.Option(3, "--top-k", "-k", help="How many labels to show per image."),
+    threads: int | None = typer.Option(None, help="onnxruntime threads (default: all cores)."),
+    batch_size: int = typer.Option(32, help="Images per model call."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
+) -> None:
+    """Classify images with a bundle: a table, or JSON lines with --json.
+
+    Example: lensflow predict bundles/clothing photo1.jpg photos/ --top-k 3 --json
+    """
+    from lensflow.predictor import Predictor
+    from lensflow.preprocess import to_pil
+
+    if top_k < 1:
+        raise LensflowError(f"--top-k must be >= 1, got {top_k}")
+    config = PredictConfig(bundle, tuple(images), top_k, threads, batch_size)
+    paths = expand_images(list(config.images))
+    predictor = Predictor.from_bundle(config.bundle, threads=config.threads, batch_size=batch_size)
+    # Decode each image once up front so one bad file is reported by name, not as a failed batch.
+    good: list[Path] = []
+    decoded = []
+    errors: list[tuple[Path, str]] = []
+    for p in paths:
+        try:
+            decoded.append(to_pil(p))
+            good.append(p)
+        except LensflowError as e:
+            errors.append((p, e.message))
+    preds = predictor.predict(decoded, top_k=config.top_k) if decoded else []
+    if json_out:
+        for p, pred in zip(good, preds, strict=True):
+            typer.echo(json.dumps({"image": str(p), **pred.to_dict()}))
+        for p, msg in errors:
+            typer.echo(json.dumps({"image": str(p), "error": msg}))
+    else:
+        if preds:
+            _print_table(good, preds)
+        for _, msg in errors:
+            typer.echo(f"error: {msg}", err=True)
+    if errors:
+        raise LensflowError(f"{len(errors)} of {len(paths)} images could not be read")
+
+
+def _print_table(paths: list[Path], preds: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("image", "label", "probability", "top-k")
+    for p, pred in zip(paths, preds, strict=True):
+        top = ", ".join(f"{lab} {prob:.0%}" for lab, prob in pred.top_k[1:])
+        table.add_row(str(p), pred.label, f"{pred.probability:.1%}", top)
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to `app`."""
+    """Add `export` and `predict` to `app`."""
+    app.command("export")(export_cmd)
+    app.command("predict")(predict_cmd)
+
+
+__all__ = ["ExportError", "PredictConfig", "expand_images", "register"]
