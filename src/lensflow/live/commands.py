@@ -1,9 +1,169 @@
-"""CLI commands of this stage (placeholder until the stage lands)."""
+"""`lensflow live`: classify what a camera sees, show it in a browser, publish it to MQTT."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import typer
 
 
+def live(
+    bundle: str = typer.Argument(..., help="Bundle directory made by `lensflow export`."),
+    source: str = typer.Option(
+        ...,
+        "--source",
+        "-s",
+        help="Camera index (0), video file, image folder (played in name order) or rtsp:// / http:// URL.",
+    ),
+    mqtt: str | None = typer.Option(
+        None, "--mqtt", help="Publish to this broker: mqtt://\\[user:pass@]host:port."
+    ),
+    topic: str = typer.Option("sockfound", "--topic", help="MQTT topic."),
+    qos: int = typer.Option(0, "--qos", min=0, max=2, help="MQTT QoS (1: at least once)."),
+    stdout: bool = typer.Option(False, "--stdout", help="Also print each message as a JSON line."),
+    view: str | None = typer.Option(
+        None, "--view", help="Serve the overlaid video at http://HOST:PORT/ (e.g. 127.0.0.1:8090)."
+    ),
+    fps: float | None = typer.Option(
+        None, "--fps", help="Pace the source to N frames/s (files then play like a camera)."
+    ),
+    every: int = typer.Option(1, "--every", help="Classify every k-th frame of the source."),
+    threshold: float = typer.Option(
+        0.5,
+        "--threshold",
+        help="Publish the blank label below this probability (0..1, or a percent 1..100).",
+    ),
+    blank_label: str = typer.Option(
+        "Blank", "--blank-label", help="Label for low-confidence and blank-class frames."
+    ),
+    wait_broker: bool = typer.Option(
+        False, "--wait-broker", help="Wait for an unreachable broker instead of failing."
+    ),
+    buffer: int = typer.Option(1000, "--buffer", help="Messages kept while the broker is away."),
+    max_frames: int | None = typer.Option(
+        None, "--max-frames", help="Stop after N frames (default: until the source ends / Ctrl-C)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="onnxruntime threads."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print a JSON summary on stdout at the end."
+    ),
+) -> None:
+    """Classify frames from a camera, video, folder or stream; publish and show the predictions.
+
+    Each prediction is published as the seed's JSON {"image": label, "probability": percent}
+    plus "ts" (ms), "source" and "frame". Below --threshold, or for a blank class, the label is
+    --blank-label. If the broker goes away, messages are buffered and flushed in order later.
+
+    Example: lensflow live bundle/ --source 0 --mqtt mqtt://127.0.0.1:1883 --view 127.0.0.1:8090
+    """
+    from lensflow.live.loop import LiveConfig, threshold_from_cli
+
+    config = LiveConfig(
+        bundle=bundle, source=source, mqtt=mqtt, topic=topic, qos=qos, stdout=stdout, view=view,
+        fps=fps, every=every, threshold=threshold_from_cli(threshold), blank_label=blank_label,
+        wait_broker=wait_broker, buffer=buffer, max_frames=max_frames, threads=threads,
+    )  # fmt: skip
+    summary = run_command(config, quiet=quiet)
+    if json_out:
+        typer.echo(json.dumps({"config": _config_dict(config), **summary}))
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    from lensflow.config import config_to_dict
+
+    d = config_to_dict(config)
+    if d.get("mqtt"):
+        from lensflow.messaging import parse_mqtt_url
+
+        d["mqtt"] = str(parse_mqtt_url(d["mqtt"]))  # never echo a password
+    return d
+
+
+def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
+    """Open bundle, source, sinks and view (failing early, in that order), run the loop with a
+    rich status line, and close everything whatever happens."""
+    import contextlib
+
+    from rich.live import Live
+    from rich.text import Text
+
+    from lensflow.live.loop import MqttSink, StdoutSink, run_live
+    from lensflow.live.sources import open_source, source_kind
+    from lensflow.live.view import FrameHub, ViewServer, parse_host_port
+    from lensflow.predictor import Predictor
+    from lensflow.progress import console
+
+    config.validate()
+    source_kind(config.source)  # a missing source fails before the bundle loads
+    view_addr = parse_host_port(config.view) if config.view else None
+    predictor = Predictor.from_bundle(config.bundle, threads=config.threads)
+    sinks: list[Any] = []
+    hub = None
+    line = Text("starting ...")
+
+    def on_event(message: str) -> None:
+        if not quiet:
+            console.print(f"[yellow]{message}")
+
+    def on_classified(summary: Any, decision: Any) -> None:
+        mqtt_note = ""
+        for sink in sinks:
+            if isinstance(sink, MqttSink):
+                st = sink.client.stats
+                state = "" if st.connected else " [red]broker lost[/]"
+                mqtt_note = f"  buffered {st.buffered}  dropped {st.dropped}{state}"
+        line.truncate(0)
+        line.append_text(
+            Text.from_markup(
+                f"frames {summary.frames_read}  classified {summary.classified}  "
+                f"published {summary.published}{mqtt_note}  {summary.fps:.1f} fps  "
+                f"last [bold]{decision.label}[/] {decision.probability * 100:.1f}%"
+            )
+        )
+
+    with contextlib.ExitStack() as stack:
+        source = open_source(config.source, on_event, config.reconnect_timeout)
+        stack.callback(source.close)
+        if config.stdout:
+            sinks.append(StdoutSink())
+        if config.mqtt:
+            if config.wait_broker and not quiet:
+                console.print(f"waiting for the MQTT broker at {config.mqtt} ...")
+            sinks.append(
+                MqttSink(config.mqtt, config.topic, config.qos, config.buffer, config.wait_broker)
+            )
+        if view_addr:
+            hub = FrameHub()
+            server = ViewServer(hub, *view_addr, title=config.source)
+            stack.callback(server.close)
+            console.print(f"view: [bold]{server.url}[/]")
+        if not quiet:
+            stack.enter_context(Live(line, console=console, refresh_per_second=4))
+        try:
+            summary = run_live(
+                config, predictor, sinks, hub=hub, on_event=on_event,
+                on_classified=on_classified, source=source,
+            )  # fmt: skip
+        finally:
+            for sink in sinks:  # run_live closed them; a failed start left them open
+                with contextlib.suppress(Exception):
+                    sink.close()
+    if not quiet and not console.is_terminal:
+        console.line()  # rich leaves the last status line unterminated off a terminal
+    result = summary.to_dict()
+    if not quiet:
+        dropped = result["sinks"].get("mqtt_dropped", 0)
+        note = f", [red]{dropped} MQTT messages dropped[/]" if dropped else ""
+        console.print(
+            f"{summary.stopped_by}: {summary.frames_read} frames read, {summary.classified} "
+            f"classified, {summary.published} published in {summary.seconds:.1f}s "
+            f"({summary.fps:.1f} fps){note}"
+        )
+    return result
+
+
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to `app`."""
+    """Add `lensflow live` to the app."""
+    app.command("live")(live)

@@ -164,6 +164,7 @@ class MqttClient:
         self._connect_failure: str | None = None
         self._subscriptions: list[_Subscription] = []
         self._closing = False
+        self._closed = False
         self._sender: threading.Thread | None = None
         if not clean_session and not client_id:
             raise LiveError(
@@ -376,7 +377,12 @@ class MqttClient:
     # ---- shutdown --------------------------------------------------------------------------
 
     def close(self, flush_timeout: float = 5.0) -> MqttStats:
-        """Flush what can be flushed within `flush_timeout`, count the rest as dropped, disconnect."""
+        """Flush what can be flushed within `flush_timeout`, count the rest as dropped, disconnect.
+
+        Idempotent: a second call returns the same stats."""
+        if self._closed:
+            return self.stats
+        self._closed = True
         if self._sender is not None:
             self.flush(flush_timeout)
         with self._lock:

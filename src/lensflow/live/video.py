@@ -1,0 +1,73 @@
+"""Make test videos from real photos (OpenCV VideoWriter), so the expected label of every frame
+is known. Used by the live and capture tests and by bench/live_fps.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lensflow.errors import LiveError
+
+CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def fit_frame(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to fit inside width x height (keeping the aspect) and pad with black."""
+    import cv2
+
+    h, w = image_bgr.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_AREA)
+    out = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - nh) // 2, (width - nw) // 2
+    out[top : top + nh, left : left + nw] = small
+    return out
+
+
+def photo_frames(
+    paths: Sequence[str | os.PathLike[str]], size: tuple[int, int] = (640, 480), repeat: int = 1
+) -> Iterator[np.ndarray]:
+    """Each photo fitted to `size` (width, height), repeated `repeat` times, in order."""
+    import cv2
+
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise LiveError(f"cannot read image {path}")
+        frame = fit_frame(image, *size)
+        for _ in range(repeat):
+            yield frame
+
+
+def write_video(
+    frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: float = 10.0
+) -> Path:
+    """Write BGR frames (all the same size) to .mp4 (mp4v) or .avi (MJPG); returns the path."""
+    import cv2
+
+    path = Path(path)
+    codec = CODECS.get(path.suffix.lower())
+    if codec is None:
+        raise LiveError(f"video must end in {', '.join(CODECS)}, got {path.name}")
+    writer = None
+    count = 0
+    try:
+        for frame in frames:
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (w, h))
+                if not writer.isOpened():
+                    raise LiveError(f"OpenCV cannot write {codec} video to {path}")
+            writer.write(frame)
+            count += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    if count == 0:
+        raise LiveError("no frames to write")
+    return path
