@@ -23,7 +23,7 @@ def run(*args: str):
     return runner.invoke(app, ["data", *args])
 
 
-@pytest.mark.parametrize("command", ["import", "info", "pack"])
+@pytest.mark.parametrize("command", ["import", "info", "split", "pack"])
 def test_help_has_an_example(command):
     result = run(command, "--help")
     assert result.exit_code == 0 and "Example: lensflow data" in result.output

@@ -147,8 +147,43 @@ def pack_command(
         )
 
 
+def split_command(
+    dataset: Path = typer.Argument(..., help="A dataset directory."),
+    train: float = typer.Option(0.8, "--train", help="Fraction for training."),
+    val: float = typer.Option(0.1, "--val", help="Fraction for validation."),
+    test: float = typer.Option(0.1, "--test", help="Fraction for the final test."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same split."),
+    resplit: bool = typer.Option(
+        False, "--resplit", help="Also reassign images that already have a split."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the new counts as JSON."),
+) -> None:
+    """Assign train/validation/test: stratified per class, seeded, duplicates kept together.
+
+    Only unsplit images are assigned unless --resplit: pre-split folders keep their split.
+
+    Example: lensflow data split ds --train 0.8 --val 0.1 --test 0.1 --seed 0
+    """
+    from lensflow.data.split import SplitConfig, split_dataset
+
+    result = split_dataset(SplitConfig(dataset, train, val, test, seed, resplit))
+    if as_json:
+        _emit_json(
+            {
+                "assigned": result.assigned,
+                "kept": result.kept,
+                "splits": result.counts,
+                "hash": result.hash,
+            }
+        )
+        return
+    totals = ", ".join(f"{s} {sum(c.values())}" for s, c in result.counts.items())
+    console.print(f"split {result.assigned} images ({totals}); hash {result.hash}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the data commands to the `lensflow data` sub-app."""
     app.command("import")(import_command)
     app.command("info")(info_command)
+    app.command("split")(split_command)
     app.command("pack")(pack_command)

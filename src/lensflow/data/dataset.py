@@ -156,6 +156,11 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
             f"{e.message} (create one with: lensflow data import SRC --out {path})"
         ) from e
     rows = read_manifest(directory)
+    if card.get("hash") != content_hash(rows):
+        raise DataError(
+            f"{directory}: manifest.csv and card.json disagree (an interrupted `data split`?); "
+            "re-run the split, or re-import"
+        )
     records = [
         Record(
             id=row["id"],
