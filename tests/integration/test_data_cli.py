@@ -23,7 +23,7 @@ def run(*args: str):
     return runner.invoke(app, ["data", *args])
 
 
-@pytest.mark.parametrize("command", ["import", "info", "split", "pack"])
+@pytest.mark.parametrize("command", ["import", "info", "split", "pack", "export-lst", "export-rec"])
 def test_help_has_an_example(command):
     result = run(command, "--help")
     assert result.exit_code == 0 and "Example: lensflow data" in result.output
@@ -113,3 +113,26 @@ def test_import_killed_midway_leaves_no_dataset(tmp_path, sample_folder):
 
 def test_python_m_entry_point_exists():
     assert (Path(__file__).parents[2] / "src" / "lensflow" / "__main__.py").is_file()
+
+
+def test_export_and_reimport_via_cli(tmp_path, tiny_dataset):
+    result = run(
+        "export-rec", str(tiny_dataset), "--out", str(tmp_path / "rec"), "--name", "c", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert {Path(f).name for f in files} >= {"c_train.rec", "c_train.idx", "c_val.rec", "c_val.idx"}
+    back = run(
+        "import",
+        str(tmp_path / "rec" / "c_val.rec"),
+        "--out",
+        str(tmp_path / "back"),
+        "--json",
+        "--min-per-class",
+        "0",
+    )
+    assert back.exit_code == 0, back.output
+    info = json.loads(back.stdout)
+    assert info["format"] == "rec" and info["splits"]["validation"]["hat"] == 4
+    lst = run("export-lst", str(tiny_dataset), "--out", str(tmp_path / "lst"))
+    assert lst.exit_code == 0 and "_train.lst" in lst.output

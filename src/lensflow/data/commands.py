@@ -181,9 +181,51 @@ def split_command(
     console.print(f"split {result.assigned} images ({totals}); hash {result.hash}", markup=False)
 
 
+def _export(kind: str, dataset: Path, out: Path | None, name: str | None, as_json: bool) -> None:
+    from lensflow.data.recordio import export_lst, export_rec
+
+    out_dir = out or dataset / "export"
+    files = (export_lst if kind == "lst" else export_rec)(dataset, out_dir, name)
+    if as_json:
+        _emit_json({"files": [str(f) for f in files]})
+    else:
+        for f in files:
+            typer.echo(str(f))
+
+
+def export_lst_command(
+    dataset: Path = typer.Argument(..., help="A dataset directory."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder (default DATASET/export)."),
+    name: str | None = typer.Option(None, "--name", help="File prefix (default: dataset name)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
+) -> None:
+    """Write im2rec-compatible NAME_train.lst / NAME_val.lst / NAME_test.lst.
+
+    Paths are relative to DATASET, so `python im2rec.py NAME_train DATASET` packs them.
+
+    Example: lensflow data export-lst ds --out lists --name clothing
+    """
+    _export("lst", dataset, out, name, as_json)
+
+
+def export_rec_command(
+    dataset: Path = typer.Argument(..., help="A dataset directory."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder (default DATASET/export)."),
+    name: str | None = typer.Option(None, "--name", help="File prefix (default: dataset name)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
+) -> None:
+    """Write MXNet RecordIO NAME_train.rec + .idx per split (readable by MXIndexedRecordIO).
+
+    Example: lensflow data export-rec ds --out rec --name clothing
+    """
+    _export("rec", dataset, out, name, as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add the data commands to the `lensflow data` sub-app."""
     app.command("import")(import_command)
     app.command("info")(info_command)
     app.command("split")(split_command)
     app.command("pack")(pack_command)
+    app.command("export-lst")(export_lst_command)
+    app.command("export-rec")(export_rec_command)
