@@ -47,6 +47,12 @@ class PairsConfig:
             raise StreamError(
                 f"--min-probability is a percentage 0..100 like the messages' probability, got {p!r}"
             )
+        if 0 < p < 1:
+            # Messages carry percents: 0.6 would let almost everything through.
+            raise StreamError(
+                f"--min-probability {p!r} looks like a fraction; it is a percentage like the "
+                f"messages' probability: use {p * 100:g} for {p:.0%}"
+            )
         if isinstance(self.blank, str):
             object.__setattr__(self, "blank", (self.blank,))
         if any(not isinstance(b, str) or not b.strip() for b in self.blank):

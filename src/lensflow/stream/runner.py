@@ -1,0 +1,237 @@
+"""The only part of `pairs` that does I/O: replay files, MQTT in and out, SQLite state, displays.
+
+    replay(config, "events.jsonl")        -> PairsPipeline with the final table
+    run_mqtt(config)                       -> subscribe, process, publish changes until Ctrl-C
+
+Live messages are processed and committed inside the MQTT callback, before paho acknowledges
+them (QoS 1), and the subscription is a persistent session with a fixed client id: after a kill
+and restart the state continues from the last commit and the broker delivers what was queued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lensflow.errors import StreamError
+from lensflow.stream.config import PairsConfig
+from lensflow.stream.engine import Change, PairEngine
+from lensflow.stream.state import SourceProgress, StateStore
+
+REPLAY_COMMIT_EVERY = 5000  # lines per transaction: a killed replay redoes at most this many
+
+ChangeSink = Callable[[Change], None]
+
+
+class PairsPipeline:
+    """Engine + optional state store + change sinks, guarded by one lock (MQTT thread vs displays)."""
+
+    def __init__(self, config: PairsConfig) -> None:
+        self.config = config
+        self.engine = PairEngine(config)
+        self.store = StateStore(config.state, config) if config.state else None
+        self.lock = threading.Lock()
+        self.sinks: list[ChangeSink] = []
+        self.changes = 0
+        self.started = time.time()
+        if self.store is not None:
+            snapshot = self.store.load()
+            if snapshot is not None:
+                self.engine.restore(snapshot)
+
+    def emit(self, changes: list[Change]) -> None:
+        for change in changes:
+            self.changes += 1
+            for sink in self.sinks:
+                sink(change)
+
+    def view(self) -> dict[str, Any]:
+        """What displays show: the table rows, the counters and the options (a consistent copy)."""
+        with self.lock:
+            return {
+                "rows": self.engine.table.snapshot(),
+                "stats": self.engine.stats.to_dict(),
+                "stream_time": self.engine.stream_time,
+                "window": str(self.engine.windows),
+                "min_count": self.config.min_count,
+                "changes": self.changes,
+            }
+
+    def save(self, source: str | None = None, progress: SourceProgress | None = None) -> None:
+        if self.store is not None:
+            self.store.save(self.engine.snapshot(), source, progress)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+# ---- replay -------------------------------------------------------------------------------------
+
+
+def _source_key(path: Path) -> str:
+    return str(path.resolve())
+
+
+def _skip_done(f: Any, path: Path, done: SourceProgress) -> Any:
+    """Skip the prefix already in the state, after checking it is the same bytes."""
+    digest = hashlib.sha256()
+    if done.bytes:
+        prefix = f.read(done.bytes)
+        digest.update(prefix)
+        if len(prefix) != done.bytes or digest.hexdigest() != done.sha256:
+            raise StreamError(
+                f"the state has the first {done.lines} lines of {path}, but the file has changed "
+                "since; replay it into a new --state file"
+            )
+    return digest
+
+
+def replay(
+    config: PairsConfig,
+    path: str | os.PathLike[str] | None = None,
+    sinks: list[ChangeSink] | None = None,
+    on_line: Callable[[int], None] | None = None,
+) -> PairsPipeline:
+    """Run every message of a JSON-lines file through the engine (resuming a --state file)."""
+    path = Path(path or config.replay or "")
+    if not path.is_file():
+        raise StreamError(f"--replay {path}: no such file (expected JSON lines of messages)")
+    pipeline = PairsPipeline(config)
+    pipeline.sinks.extend(sinks or [])
+    key = _source_key(path)
+    try:
+        done = pipeline.store.progress(key) if pipeline.store else SourceProgress()
+        with open(path, "rb") as f:
+            digest = _skip_done(f, path, done)
+            lines, nbytes = done.lines, done.bytes
+            engine, emit = pipeline.engine, pipeline.emit
+            for raw in f:
+                lines += 1
+                nbytes += len(raw)
+                digest.update(raw)
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    message = None  # counted as invalid, like a broken MQTT payload
+                if message is None and not raw.strip():
+                    continue
+                try:
+                    changes = engine.process(message)
+                except StreamError as e:
+                    raise StreamError(
+                        f"{path}:{lines}: {e}; a replay needs a ts on every message"
+                    ) from e
+                if changes:
+                    emit(changes)
+                if on_line is not None:
+                    on_line(len(raw))
+                if pipeline.store is not None and lines % REPLAY_COMMIT_EVERY == 0:
+                    pipeline.save(key, SourceProgress(lines, nbytes, digest.hexdigest()))
+            pipeline.save(key, SourceProgress(lines, nbytes, digest.hexdigest()))
+    except BaseException:
+        pipeline.close()
+        raise
+    stats = pipeline.engine.stats
+    if stats.received and stats.invalid == stats.received:
+        pipeline.close()
+        raise StreamError(
+            f"no line of {path} is a prediction message; expected JSON lines like "
+            '{"image": "Google", "probability": 97.5, "ts": 1700000000000}'
+        )
+    pipeline.close()
+    return pipeline
+
+
+# ---- MQTT ---------------------------------------------------------------------------------------
+
+
+def default_client_id(config: PairsConfig) -> str | None:
+    """A fixed id per state file, so the broker keeps the subscription while we are away."""
+    if config.client_id:
+        return config.client_id
+    if config.state is None:
+        return None
+    digest = hashlib.sha256(str(Path(config.state).resolve()).encode()).hexdigest()[:12]
+    return f"lensflow-pairs-{digest}"
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C and SIGTERM set an event instead of raising in the middle of a commit."""
+    stop = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+        except ValueError:  # not the main thread (tests): rely on the caller's stop event
+            pass
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_mqtt(
+    config: PairsConfig,
+    sinks: list[ChangeSink] | None = None,
+    wait_broker: bool = False,
+    stop: threading.Event | None = None,
+    on_tick: Callable[[PairsPipeline], None] | None = None,
+    ready: Callable[[PairsPipeline], None] | None = None,
+) -> PairsPipeline:
+    """Subscribe to config.topic, process every message, publish changes; until stop/Ctrl-C."""
+    from lensflow.messaging import MqttClient
+
+    if not config.mqtt:
+        raise StreamError("give --mqtt mqtt://host:port (or --replay FILE)")
+    pipeline = PairsPipeline(config)
+    pipeline.sinks.extend(sinks or [])
+    client_id = default_client_id(config)
+    client = MqttClient(config.mqtt, client_id=client_id, clean_session=client_id is None)
+    if config.out_topic:
+        out_topic, qos = config.out_topic, config.qos
+        pipeline.sinks.append(lambda c: client.publish(out_topic, c.to_message(), qos=qos))
+
+    def on_message(message: Any) -> None:
+        arrival = int(time.time() * 1000)
+        try:
+            decoded = message.json()
+        except ValueError:
+            decoded = None
+        with pipeline.lock:
+            changes = pipeline.engine.process(decoded, arrival_ms=arrival)
+            # Commit before paho acknowledges the message (after this callback returns).
+            pipeline.save()
+        pipeline.emit(changes)
+
+    # Subscribe before connecting: a persistent session delivers queued messages right away.
+    client.subscribe(config.topic, on_message, qos=config.qos)
+    try:
+        client.connect(wait=wait_broker, timeout=None if wait_broker else 5.0)
+    except BaseException:
+        pipeline.close()
+        raise
+    try:
+        if ready is not None:
+            ready(pipeline)
+        with _stop_on_signals() as signalled:
+            while not (signalled.is_set() or (stop is not None and stop.is_set())):
+                if on_tick is not None:
+                    on_tick(pipeline)
+                signalled.wait(0.25)
+    finally:
+        client.close(flush_timeout=2.0)
+        with pipeline.lock:
+            pipeline.save()
+            pipeline.close()
+    return pipeline
