@@ -14,18 +14,10 @@ import typer
 
 
 def summary_table(summary: dict[str, Any]) -> Any:
-    """A rich table: one row per class, then the averages."""
+    """A rich table: one row per class, then the averages (summary_line says the rest)."""
     from rich.table import Table
 
-    table = Table(
-        title=(
-            f"{Path(summary['source']['path']).name} on {Path(summary['dataset']['path']).name}"
-            f"/{summary['split']}: accuracy {100 * summary['accuracy']:.1f}%, "
-            f"top-{summary['top_k']} {100 * summary['top_k_accuracy']:.1f}%, "
-            f"loss {summary['loss']:.3f}, ECE {summary['ece']:.3f}, n={summary['n']}"
-        ),
-        title_justify="left",
-    )
+    table = Table()
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
     rows = list(summary["per_class"].items())
@@ -40,6 +32,16 @@ def summary_table(summary: dict[str, Any]) -> Any:
             end_section=i == len(summary["per_class"]) - 1,
         )
     return table
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    return (
+        f"{Path(summary['source']['path']).name} on {Path(summary['dataset']['path']).name}"
+        f"/{summary['split']} ({summary['n']} images): accuracy {100 * summary['accuracy']:.1f}%, "
+        f"top-{summary['top_k']} {100 * summary['top_k_accuracy']:.1f}%, "
+        f"macro F1 {summary['macro_avg']['f1']:.3f}, loss {summary['loss']:.3f}, "
+        f"ECE {summary['ece']:.3f}"
+    )
 
 
 def evaluate_command(
@@ -90,6 +92,7 @@ def evaluate_command(
         return
     if not quiet:
         console.print(summary_table(result.summary))
+        console.print(summary_line(result.summary), soft_wrap=True)
         confused = result.summary["most_confused"][:3]
         if confused:
             pairs = ", ".join(f"{p['true']}→{p['predicted']} ({p['count']})" for p in confused)

@@ -209,7 +209,7 @@ def write_predictions(
     atomic_write_text(path, buf.getvalue())
 
 
-def gallery_image(path: Path, size: int = 160) -> np.ndarray:
+def gallery_image(path: Path, size: int = 128) -> np.ndarray:
     img = to_pil(path).convert("RGB")
     img.thumbnail((size, size))
     return np.asarray(img)
@@ -272,11 +272,12 @@ def draw_pictures(
     pics["Top losses"] = plots.plot_gallery(
         tiles, out / "top_losses.png", f"The {len(tiles)} most confidently wrong images"
     )
+    per_class = min(config.samples_per_class, int(np.bincount(y_true).max()))
     pics["Samples per class"] = plots.plot_gallery(
-        sample_tiles(records, y_true, proba, classes, config.samples_per_class, config.seed),
+        sample_tiles(records, y_true, proba, classes, per_class, config.seed),
         out / "samples.png",
         "Samples per class (green: right, red: wrong)",
-        cols=max(1, config.samples_per_class),
+        cols=max(1, per_class),
     )
 
     keep = embeddings.subsample(len(records), config.tsne_max_points, config.seed)
@@ -334,7 +335,7 @@ def sample_tiles(
         picked = np.sort(rng.choice(rows, min(per_class, len(rows)), replace=False))
         for i in picked:
             caption = f"{name}\npred: {classes[pred[i]]} {proba[i, pred[i]]:.2f}"
-            tiles.append(plots.Tile(gallery_image(records[i].path, 128), caption, pred[i] == c))
+            tiles.append(plots.Tile(gallery_image(records[i].path), caption, pred[i] == c))
         # Pad the row so every class starts a new row of the grid.
         tiles += [plots.Tile(np.full((8, 8, 3), 255, np.uint8), "")] * (per_class - len(picked))
     return tiles

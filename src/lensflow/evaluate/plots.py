@@ -25,11 +25,12 @@ from lensflow.evaluate.metrics import ReliabilityBin
 from lensflow.io import atomic_write_bytes
 
 DPI = 110
+GALLERY_DPI = 80  # photo grids: enough for 128 px thumbnails, keeps report.html small
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, dpi: int = DPI) -> Path:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -55,6 +56,10 @@ def plot_confusion(
     counts: np.ndarray, normalized: np.ndarray, classes: Sequence[str], path: Path
 ) -> Path:
     """Row-normalised colours (recall on the diagonal), raw counts written in each cell."""
+    return _save(confusion_figure(counts, normalized, classes), path)
+
+
+def confusion_figure(counts: np.ndarray, normalized: np.ndarray, classes: Sequence[str]) -> Any:
     n = len(classes)
     side = float(np.clip(2.5 + 0.5 * n, 5, 16))
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
@@ -62,14 +67,10 @@ def plot_confusion(
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     size = label_fontsize(n)
     names = [_short(c) for c in classes]
-    ax.set_xticks(
-        range(n),
-        names,
-        rotation=45 if n <= 8 else 90,
-        ha="right" if n <= 8 else "center",
-        rotation_mode="anchor" if n <= 8 else "default",
-        fontsize=size,
-    )
+    # Horizontal names only when they surely fit their column (~0.6 em per character, columns
+    # about side/n inches wide); otherwise vertical, which never overlaps at one name per cell.
+    fits = max(len(c) for c in names) * 0.6 * size / 72 < 0.8 * side / n
+    ax.set_xticks(range(n), names, rotation=0 if fits else 90, fontsize=size)
     ax.set_yticks(range(n), names, fontsize=size)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -89,7 +90,7 @@ def plot_confusion(
                         fontsize=cell,
                         color="white" if dark else "black",
                     )
-    return _save(fig, path)
+    return fig
 
 
 def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
@@ -179,7 +180,7 @@ def plot_gallery(tiles: Sequence[Tile], path: Path, title: str, cols: int = 6) -
         axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, dpi=GALLERY_DPI)
 
 
 def plot_embedding(
