@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shlex
 from pathlib import Path
 
 from lensflow.config import save_config
@@ -39,14 +40,15 @@ def kafka_topic(mqtt_topic: str) -> str:
 
 def options_line(config: PairsConfig) -> str:
     """The `lensflow pairs` options these files are equivalent to."""
+    q = shlex.quote
     parts = [
         f"--window {config.windows}",
         f"--min-count {config.min_count}",
         f"--min-probability {config.min_probability:g}",
-        *(f"--blank {b}" for b in config.blank),
+        *(f"--blank {q(b)}" for b in config.blank),
         f"--grace {format_duration(config.grace_ms)}",
-        f"--topic {config.topic}",
-        f"--out-topic {config.out_topic or 'sockpairs'}",
+        f"--topic {q(config.topic)}",
+        f"--out-topic {q(config.out_topic or 'sockpairs')}",
     ]
     return " ".join(parts)
 
@@ -134,7 +136,7 @@ def connector_config(config: PairsConfig) -> dict[str, object]:
     if url.username:
         settings["mqtt.username"] = url.username
         # Never written to disk: set it in Connect (e.g. a config provider) before posting.
-        settings["mqtt.password"] = "${file:/etc/kafka/secrets/mqtt.properties:password}"
+        settings["mqtt.password"] = "${file:/etc/kafka/mqtt-credentials.properties:password}"
     return {"name": f"lensflow-mqtt-source-{kafka_topic(config.topic)}", "config": settings}
 
 
