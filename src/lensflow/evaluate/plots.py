@@ -162,12 +162,12 @@ def plot_gallery(tiles: Sequence[Tile], path: Path, title: str, cols: int = 6) -
     """A grid of thumbnails with captions (top losses, per-class samples)."""
     cols = max(1, min(cols, len(tiles)))
     rows = max(1, math.ceil(len(tiles) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.5 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.35 * rows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, tile in zip(axes.flat, tiles, strict=False):
         ax.imshow(tile.image, cmap="gray" if tile.image.ndim == 2 else None)
-        ax.set_title(tile.caption, fontsize=7.5, pad=3)
+        ax.set_title(tile.caption, fontsize=10, pad=3)
         if tile.good is not None:
             for spine in ax.spines.values():
                 spine.set_visible(True)

@@ -26,7 +26,7 @@ h1{margin:0 0 4px;font-size:26px} h2{margin:32px 0 10px;font-size:19px;border-bo
 .card{background:#fff;border:1px solid #d9dde5;border-radius:8px;padding:10px 16px;min-width:120px}
 .card b{display:block;font-size:22px} table{border-collapse:collapse;background:#fff;margin:6px 0}
 th,td{border:1px solid #d9dde5;padding:4px 10px;text-align:right} th{background:#eef0f4}
-td:first-child,th:first-child{text-align:left} figure{margin:12px 0;background:#fff;border:1px solid #d9dde5;
+td.t,th:first-child{text-align:left} figure{margin:12px 0;background:#fff;border:1px solid #d9dde5;
 border-radius:8px;padding:10px;display:inline-block;max-width:100%} figure img{max-width:100%;height:auto}
 figcaption{font-weight:600;margin-bottom:6px} pre{background:#fff;border:1px solid #d9dde5;padding:10px;
 overflow:auto;max-height:420px;font-size:12px} td img{width:72px;height:72px;object-fit:cover;display:block}
@@ -51,9 +51,19 @@ def _e(value: Any) -> str:
 def _table(header: list[str], rows: list[list[Any]], raw: bool = False) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{c if raw else _e(c)}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td{_align(c)}>{c if raw else _e(c)}</td>" for c in row) + "</tr>"
+        for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _align(cell: Any) -> str:
+    """Numbers right-aligned (digits line up), text left-aligned."""
+    try:
+        float(str(cell))
+    except ValueError:
+        return ' class="t"'
+    return ""
 
 
 def _pct(x: float) -> str:

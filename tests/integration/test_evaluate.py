@@ -1,0 +1,120 @@
+"""The real `lensflow evaluate` on the bundled sample: a bundle (and a run, once training exists),
+the files it writes, the report in headless Chromium, and user mistakes as clear messages."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lensflow.cli import app
+from tests.fixtures.browser import screenshot_is_blank
+
+runner = CliRunner()
+CLASSES = ["dress", "hat", "pants", "shoes", "t-shirt"]
+
+
+def evaluate(*args: str):
+    # Wide terminal: rich cuts error lines (long tmp paths) at the width with an ellipsis.
+    return runner.invoke(app, ["evaluate", *map(str, args)], env={"COLUMNS": "400"})
+
+
+@pytest.fixture(scope="module")
+def bundle_eval(tiny_bundle: Path, tiny_dataset: Path, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("evaluate") / "bundle-eval"
+    result = evaluate(tiny_bundle, "--data", tiny_dataset, "--out", out, "--top-k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), out
+
+
+def test_help_has_an_example() -> None:
+    result = evaluate("--help")
+    assert result.exit_code == 0 and "Example: lensflow evaluate" in result.output
+
+
+def test_json_summary_matches_the_files(bundle_eval) -> None:
+    summary, out = bundle_eval
+    assert summary["n"] == 20 and summary["split"] == "validation"  # no test split: validation
+    assert summary["classes"] == CLASSES and summary["top_k"] == 2
+    assert set(summary["per_class"]) == set(CLASSES)
+    assert all(m["support"] == 4 for m in summary["per_class"].values())
+    assert json.loads((out / "metrics.json").read_text()) == summary
+    with (out / "predictions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 20
+    assert summary["accuracy"] == pytest.approx(np.mean([int(r["correct"]) for r in rows]))
+    cm = np.array(summary["confusion_matrix"])
+    assert cm.sum() == 20 and np.trace(cm) == sum(int(r["correct"]) for r in rows)
+    for name in (
+        "config.yaml", "confusion_matrix.png", "reliability.png", "top_losses.png",
+        "samples.png", "embeddings_pca.png", "embeddings_tsne.png", "report.html",
+    ):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    projector = out / "projector"
+    assert len((projector / "tensors.tsv").read_text().splitlines()) == 20
+    assert len((projector / "metadata.tsv").read_text().splitlines()) == 21  # + header
+    assert "single_image_dim" in (projector / "projector_config.pbtxt").read_text()
+    assert not list(out.parent.glob(".*partial"))  # nothing half-written left behind
+
+
+def test_probabilities_agree_with_the_predictor(bundle_eval, tiny_bundle: Path) -> None:
+    from lensflow.predictor import Predictor
+
+    _, out = bundle_eval
+    with (out / "predictions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    proba = Predictor.from_bundle(tiny_bundle).predict_proba([r["path"] for r in rows])
+    pred = proba.argmax(1)
+    assert [r["predicted"] for r in rows] == [CLASSES[i] for i in pred]
+    np.testing.assert_allclose([float(r["probability"]) for r in rows], proba.max(1), atol=1e-5)
+
+
+@pytest.mark.browser
+def test_report_renders_in_chromium(bundle_eval, open_page, tmp_path) -> None:
+    _, out = bundle_eval
+    html = (out / "report.html").read_text()
+    assert 'src="data:image/png;base64,' in html and "http" not in html.split("<body>")[0]
+    check = open_page((out / "report.html").as_uri())
+    shot = tmp_path / "report.png"
+    check.page.screenshot(path=str(shot), full_page=True)
+    assert not screenshot_is_blank(shot)
+    assert check.console_errors == [] and check.failed_requests == []
+    assert check.broken_images() == []
+    n_images = check.page.evaluate("() => document.images.length")
+    assert n_images >= 7  # the pictures plus the worst-mistake thumbnails
+    assert "Per-class metrics" in check.page.inner_text("body")
+
+
+def test_user_mistakes_are_clear_messages(tmp_path, tiny_bundle, tiny_dataset, sample_folder):
+    missing = evaluate(tmp_path / "no-run")
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert "Traceback" not in missing.output
+
+    no_card = evaluate(tmp_path)
+    assert no_card.exit_code == 2 and "neither a training run nor a bundle" in no_card.output
+
+    empty = evaluate(
+        tiny_bundle, "--data", tiny_dataset, "--split", "test", "--out", tmp_path / "o"
+    )
+    assert empty.exit_code == 2 and "'test'" in empty.output and "no images" in empty.output
+    assert not (tmp_path / "o").exists()
+
+    # A dataset with a renamed class: the message names both sides of the mismatch.
+    src = tmp_path / "src"
+    for cls, new in (("dress", "dress"), ("hat", "cap")):
+        shutil.copytree(sample_folder / "validation" / cls, src / new)
+    from lensflow.data import ImportConfig, import_dataset
+
+    import_dataset(ImportConfig(src=src, out=tmp_path / "other", workers=1), quiet=True)
+    mismatch = evaluate(tiny_bundle, "--data", tmp_path / "other", "--out", tmp_path / "o")
+    assert mismatch.exit_code == 2
+    assert "only in the dataset: cap" in mismatch.output
+    assert "only in the model: hat, pants, shoes, t-shirt" in mismatch.output
+
+    bad_split = evaluate(tiny_bundle, "--data", tiny_dataset, "--split", "tset")
+    assert bad_split.exit_code == 2 and "--split must be one of" in bad_split.output
