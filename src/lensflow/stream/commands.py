@@ -212,6 +212,7 @@ def _current_view(config: Any, pipeline_ref: list[Any]) -> dict[str, Any]:
     from lensflow.stream.engine import EngineStats
 
     return {
+        "ready": False,  # still loading the state or waiting for the broker
         "rows": [],
         "stats": EngineStats().to_dict(),
         "stream_time": None,

@@ -57,6 +57,7 @@ class PairsPipeline:
         """What displays show: the table rows, the counters and the options (a consistent copy)."""
         with self.lock:
             return {
+                "ready": True,
                 "rows": self.engine.table.snapshot(),
                 "stats": self.engine.stats.to_dict(),
                 "stream_time": self.engine.stream_time,

@@ -104,5 +104,11 @@ def parse_window(text: str) -> WindowDefinition:
             f"bad window {text!r}: give a duration after the colon, e.g. {WINDOW_EXAMPLE}"
         )
     what = "session gap" if kind == "session" else "tumbling window size"
-    ms = parse_duration(duration, what=f"{what} in window {text!r}")
+    try:
+        ms = parse_duration(duration)
+    except StreamError:
+        raise StreamError(
+            f"bad window {text!r}: the {what} must be a number with a unit (ms, s, m or h), "
+            f"greater than 0; e.g. {WINDOW_EXAMPLE}"
+        ) from None
     return SessionWindows(ms) if kind == "session" else TumblingWindows(ms)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
 from lensflow.errors import StreamError
 from lensflow.stream.config import PairsConfig
 from lensflow.stream.engine import Change, PairEngine
-from lensflow.stream.reference import reference_table
+from lensflow.stream.reference import camera_events, reference_table
 
 T0 = 1_700_000_000_000  # a multiple of 5 s: tumbling windows start here
 
@@ -227,29 +226,12 @@ def test_closed_sessions_are_forgotten_but_keep_their_sightings():
 # ---- state and reference --------------------------------------------------------------------
 
 
-def random_events(seed: int, n: int = 3000, disorder_ms: int = 0) -> list[dict]:
-    """A camera-like stream: runs of one label, ghosts, blanks; optionally locally shuffled."""
-    rng = random.Random(seed)
-    labels = ["Google", "Mongo", "Confluent", "Github"]
-    events, t = [], T0 + rng.randrange(5000)
-    while len(events) < n:
-        label = rng.choice(labels)
-        for _ in range(rng.randint(1, 30)):
-            t += rng.randint(30, 400)
-            shown = label if rng.random() > 0.08 else rng.choice([*labels, "Blank"])
-            events.append({"image": shown, "probability": rng.uniform(30, 100), "ts": t})
-        t += rng.choice([100, 1500, 2500, 6000])
-    if disorder_ms:
-        events.sort(key=lambda m: m["ts"] + rng.uniform(0, disorder_ms))
-    return events
-
-
 @pytest.mark.parametrize("window", ["tumbling:5s", "session:2s", "session:500ms"])
 @pytest.mark.parametrize("disorder_ms", [0, 1500])
 def test_engine_equals_the_batch_reference(window, disorder_ms):
     config = PairsConfig(window=window, min_count=4, min_probability=50, grace="2s")
     for seed in range(3):
-        events = random_events(seed, disorder_ms=disorder_ms)
+        events = camera_events(seed, disorder_ms=disorder_ms)
         e = PairEngine(config)
         feed(e, events)
         assert e.stats.late_dropped == 0
@@ -260,7 +242,7 @@ def test_engine_equals_the_batch_reference(window, disorder_ms):
 @pytest.mark.parametrize("window", ["tumbling:5s", "session:2s"])
 def test_snapshot_and_restore_continue_exactly(window):
     config = PairsConfig(window=window, min_count=4, grace="2s")
-    events = random_events(7, n=2000, disorder_ms=1000)
+    events = camera_events(7, n=2000, disorder_ms=1000)
     whole = PairEngine(config)
     feed(whole, events)
     first = PairEngine(config)

@@ -11,11 +11,9 @@ import pytest
 from lensflow.errors import StreamError
 from lensflow.stream.config import PairsConfig
 from lensflow.stream.engine import PairEngine
-from lensflow.stream.reference import reference_table
+from lensflow.stream.reference import camera_events, reference_table
 from lensflow.stream.runner import REPLAY_COMMIT_EVERY, replay
 from lensflow.stream.state import StateStore
-
-from .test_engine import random_events
 
 
 def write_jsonl(path, events) -> None:
@@ -26,7 +24,7 @@ def write_jsonl(path, events) -> None:
 def test_store_round_trips_the_engine(tmp_path, window):
     config = PairsConfig(window=window, state=tmp_path / "pairs.db")
     engine = PairEngine(config)
-    for e in random_events(1, n=800, disorder_ms=500):
+    for e in camera_events(1, n=800, disorder_ms=500):
         engine.process(e)
     store = StateStore(config.state, config)
     store.save(engine.snapshot())
@@ -58,7 +56,7 @@ def test_state_that_is_not_sqlite_is_refused(tmp_path):
 @pytest.mark.parametrize("window", ["tumbling:5s", "session:2s"])
 def test_replay_resumes_where_it_stopped(tmp_path, window):
     """A replay stopped part-way (here: a file that grows) continues exactly from the state."""
-    events = random_events(3, n=2 * REPLAY_COMMIT_EVERY + 300, disorder_ms=800)
+    events = camera_events(3, n=2 * REPLAY_COMMIT_EVERY + 300, disorder_ms=800)
     path = tmp_path / "events.jsonl"
     config = PairsConfig(window=window, state=tmp_path / "pairs.db", replay=path)
     cut = REPLAY_COMMIT_EVERY + 123
@@ -78,7 +76,7 @@ def test_replay_resumes_where_it_stopped(tmp_path, window):
 
 def test_replay_refuses_a_changed_file(tmp_path):
     path = tmp_path / "events.jsonl"
-    events = random_events(4, n=300)
+    events = camera_events(4, n=300)
     write_jsonl(path, events)
     config = PairsConfig(state=tmp_path / "pairs.db", replay=path)
     replay(config)
@@ -104,7 +102,7 @@ def test_replay_errors_name_the_line(tmp_path):
 
 def test_replay_counts_broken_lines_as_invalid(tmp_path):
     path = tmp_path / "events.jsonl"
-    events = random_events(5, n=200)
+    events = camera_events(5, n=200)
     path.write_text("".join(json.dumps(e) + "\n" for e in events) + '{"image": "Goo')
     pipeline = replay(PairsConfig(replay=path))
     assert pipeline.engine.stats.invalid == 1

@@ -68,8 +68,8 @@ def test_tumbling_windows_align_to_the_epoch():
         ("hopping:5s", "must be 'session' or 'tumbling'"),
         ("tumbling", "give a duration after the colon"),
         ("tumbling:", "give a duration after the colon"),
-        ("tumbling:5", "expected a number with a unit"),
-        ("session:0s", "longer than 0"),
+        ("tumbling:5", "the tumbling window size must be a number with a unit"),
+        ("session:0s", "the session gap must be .* greater than 0"),
     ],
 )
 def test_bad_windows_show_the_value(text, expected):
