@@ -1,9 +1,89 @@
-"""CLI commands of this stage (placeholder until the stage lands)."""
+"""CLI: `lensflow serve` — bundles behind a SageMaker-compatible HTTP API (FastAPI + uvicorn)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
+def serve_cmd(
+    bundles: list[str] = typer.Argument(
+        ..., help="Bundles to serve, as NAME=BUNDLE or BUNDLE (name = the directory's name)."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs keys."),
+    port: int = typer.Option(8080, help="TCP port (SageMaker containers use 8080)."),
+    sigv4_keys: Path | None = typer.Option(
+        None, "--sigv4-keys", help="File of 'ACCESS_KEY_ID SECRET_ACCESS_KEY' lines (boto3 SigV4)."
+    ),
+    api_keys: Path | None = typer.Option(
+        None, "--api-keys", help="File of bearer tokens, one per line."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Allow a non-loopback bind without any keys."
+    ),
+    max_body_mb: float = typer.Option(6.0, help="Largest request body in MiB (SageMaker: 6)."),
+    max_batch: int = typer.Option(32, help="Images per model call when batching requests."),
+    max_wait_ms: float = typer.Option(2.0, help="How long a request waits to be batched."),
+    threads: int | None = typer.Option(None, help="onnxruntime threads (default: all cores)."),
+    log_level: str = typer.Option("info", help="uvicorn log level (the access log is JSON)."),
+) -> None:
+    """Serve bundles over HTTP: SageMaker container and Runtime APIs, Prometheus /metrics.
+
+    boto3's `sagemaker-runtime` client works unchanged with endpoint_url=http://HOST:PORT.
+
+    Example: lensflow serve clothing=bundles/clothing --port 8080 --sigv4-keys keys.txt
+    """
+    import logging
+    import sys
+    import time
+
+    import uvicorn
+
+    from lensflow.predictor import Predictor
+    from lensflow.serve.app import create_app
+    from lensflow.serve.config import ServeConfig, check_bind, parse_endpoint
+
+    config = ServeConfig(
+        endpoints=tuple(parse_endpoint(b) for b in bundles),
+        host=host,
+        port=port,
+        sigv4_keys=sigv4_keys,
+        api_keys=api_keys,
+        insecure=insecure,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        threads=threads,
+    )
+    check_bind(config)
+    predictors, load_seconds = {}, {}
+    for name, path in config.endpoints:
+        started = time.perf_counter()
+        predictors[name] = Predictor.from_bundle(path, threads=config.threads)
+        load_seconds[name] = time.perf_counter() - started
+    app = create_app(config, predictors, load_seconds)
+    # The access log is one JSON object per line on stderr (uvicorn's own access log is off).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("lensflow.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    typer.echo(
+        json.dumps(
+            {
+                "serving": {n: str(p) for n, p in config.endpoints},
+                "url": f"http://{host}:{port}",
+                "auth": {"sigv4": sigv4_keys is not None, "bearer": api_keys is not None},
+            }
+        ),
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to `app`."""
+    """Add `serve` to `app`."""
+    app.command("serve")(serve_cmd)

@@ -1,0 +1,88 @@
+"""Micro-batching with a real Predictor, the Prometheus rendering, and serve config checks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from lensflow.errors import ServeError
+from lensflow.predictor import Predictor
+from lensflow.serve.batcher import MicroBatcher
+from lensflow.serve.config import ServeConfig, check_bind, is_loopback, parse_endpoint
+from lensflow.serve.metrics import Metrics
+
+
+def test_concurrent_requests_share_model_calls_and_get_their_own_rows(tiny_bundle, sample_images):
+    predictor = Predictor.from_bundle(tiny_bundle)
+    x = predictor.preprocess_images(sample_images)
+    expected = predictor.predict_arrays(x)
+    sizes: list[int] = []
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(predictor, max_batch=32, max_wait_ms=50, on_batch=sizes.append)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(x[i : i + 1]) for i in range(len(x))))
+        finally:
+            await batcher.stop()
+
+    rows = asyncio.run(main())
+    np.testing.assert_allclose(np.concatenate(rows), expected, atol=1e-5)
+    assert sum(sizes) == len(x) and len(sizes) < len(x)  # batched, nothing lost
+
+
+def test_a_failing_batch_fails_its_requests_not_the_loop(tiny_bundle, sample_images):
+    predictor = Predictor.from_bundle(tiny_bundle)
+    good = predictor.preprocess_images(sample_images[:1])
+
+    async def main():
+        batcher = MicroBatcher(predictor, max_wait_ms=0)
+        await batcher.start()
+        try:
+            with pytest.raises(Exception, match="shape"):
+                await batcher.submit(np.zeros((1, 3, 10, 10), np.float32))
+            return await batcher.submit(good)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()).shape == (1, len(predictor.classes))
+
+
+def test_metrics_render_counters_and_cumulative_histograms():
+    m = Metrics()
+    m.record("a", 200, 0.004)
+    m.record("a", 200, 0.2)
+    m.record("a", 415, 0.001)
+    m.record("b", 500, 0.03)
+    m.record_batch(3)
+    m.set_model_load("a", 1.25)
+    text = m.render()
+    assert 'lensflow_invocations_total{endpoint="a",code="200"} 2' in text
+    assert 'lensflow_http_4xx_total{endpoint="a"} 1' in text
+    assert 'lensflow_http_5xx_total{endpoint="b"} 1' in text
+    assert 'lensflow_invocation_latency_seconds_bucket{endpoint="a",le="0.005"} 2' in text
+    assert 'lensflow_invocation_latency_seconds_bucket{endpoint="a",le="0.25"} 3' in text
+    assert 'lensflow_invocation_latency_seconds_count{endpoint="a"} 3' in text
+    assert 'lensflow_batch_size_bucket{le="4"} 1' in text
+    assert 'lensflow_model_load_seconds{endpoint="a"} 1.250000' in text
+    for line in text.splitlines():  # every sample line is "name{labels} value"
+        if not line.startswith("#"):
+            float(line.rsplit(" ", 1)[1])
+
+
+def test_endpoint_specs_and_bind_safety(tmp_path):
+    assert parse_endpoint("clothing=bundles/x") == ("clothing", tmp_path.__class__("bundles/x"))
+    assert parse_endpoint("bundles/my-model/")[0] == "my-model"
+    assert parse_endpoint("out/model.tar.gz")[0] == "model"
+    with pytest.raises(ServeError, match="not a valid endpoint name"):
+        parse_endpoint("bundles/my_model")
+    with pytest.raises(ServeError, match="unique"):
+        ServeConfig(endpoints=(("a", tmp_path), ("a", tmp_path)))
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
+    with pytest.raises(ServeError, match="--insecure"):
+        check_bind(ServeConfig(endpoints=(("a", tmp_path),), host="0.0.0.0"))
+    check_bind(ServeConfig(endpoints=(("a", tmp_path),), host="0.0.0.0", insecure=True))
+    check_bind(ServeConfig(endpoints=(("a", tmp_path),), host="0.0.0.0", api_keys=tmp_path / "k"))
