@@ -135,7 +135,7 @@ def test_odd_files_are_converted_correctly(zoo_dataset):
     assert rot.shape == (40, 20, 3)  # EXIF orientation 6 applied: portrait now
     assert "EXIF orientation 6" in notes["rotated.jpg"]
     gif = _stored(ds, "animated.gif")
-    assert tuple(gif[0, 0]) == (0, 0, 255) and "first of 3 frames" in notes["animated.gif"]
+    assert tuple(gif[0, 0]) == (0, 0, 255) and "first of 3 frames kept" in notes["animated.gif"]
     webp = _stored(ds, "webp.webp")
     assert webp.shape == (20, 40, 3) and tuple(webp[0, 1]) == (6, 249, 77)
     grey = _stored(ds, "grey.jpg")
@@ -155,3 +155,12 @@ def test_nothing_usable_fails_clearly(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["src"]  # no temp directory left behind
     with pytest.raises(DataError, match="no images found"):
         import_dataset(ImportConfig(src=tmp_path / "src" / "cats", out=tmp_path / "x"), quiet=True)
+
+
+def test_size_limit_is_checked_from_the_header(tmp_path):
+    from lensflow.data.validate import MAX_PIXELS, Item, process_item
+
+    # 12,000 x 10,000 = 120 MP: under PIL's own bomb limit, over ours; refused without decoding
+    res = process_item(Item("big.png", "x", "all", _png_header_only(12_000, 10_000)), tmp_path, "a")
+    assert not res["ok"] and "12000x10000" in res["reason"] and f"{MAX_PIXELS:,}" in res["reason"]
+    assert list(tmp_path.iterdir()) == []
