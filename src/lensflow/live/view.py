@@ -163,6 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, jpeg, "image/jpeg")
         elif path == "/stream.mjpg":
             self._stream(hub)
+        elif path == "/favicon.ico":
+            self.send_response(HTTPStatus.NO_CONTENT)  # browsers ask; a 404 would log an error
+            self.end_headers()
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found: try /", "text/plain")
 
