@@ -118,3 +118,29 @@ def test_user_mistakes_are_clear_messages(tmp_path, tiny_bundle, tiny_dataset, s
 
     bad_split = evaluate(tiny_bundle, "--data", tiny_dataset, "--split", "tset")
     assert bad_split.exit_code == 2 and "--split must be one of" in bad_split.output
+
+
+def test_labels_are_mapped_by_name_not_index(bundle_eval, tiny_bundle, tiny_dataset, tmp_path):
+    """A model whose class order differs from the dataset's gives the same per-class numbers."""
+    import dataclasses
+
+    from lensflow.evaluate.evaluator import EvaluateConfig, evaluate_source
+    from lensflow.evaluate.sources import open_source
+
+    summary, _ = bundle_eval
+    source = open_source(tiny_bundle)
+    order = [3, 0, 4, 1, 2]  # the model's columns in a shuffled class order
+    forward = source.forward
+
+    def shuffled(x):
+        proba, features = forward(x)
+        return proba[:, order], features
+
+    source = dataclasses.replace(source, classes=[CLASSES[i] for i in order], forward=shuffled)
+    config = EvaluateConfig(source=tiny_bundle, data=tiny_dataset, top_k=2, out=tmp_path / "o")
+    result = evaluate_source(source, config, quiet=True).summary
+    assert result["classes"] == [CLASSES[i] for i in order]
+    assert result["accuracy"] == pytest.approx(summary["accuracy"])
+    assert result["top_k_accuracy"] == pytest.approx(summary["top_k_accuracy"])
+    for name in CLASSES:
+        assert result["per_class"][name] == pytest.approx(summary["per_class"][name])

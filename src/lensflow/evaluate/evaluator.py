@@ -143,7 +143,13 @@ def default_out(source: Path, split: str) -> Path:
 # -- the evaluation ------------------------------------------------------------------------------
 def evaluate(config: EvaluateConfig, quiet: bool = False) -> EvaluationResult:
     """Evaluate, write the evaluation folder and return its summary."""
-    source = open_source(config.source, threads=config.threads)
+    return evaluate_source(open_source(config.source, threads=config.threads), config, quiet)
+
+
+def evaluate_source(
+    source: ModelSource, config: EvaluateConfig, quiet: bool = False
+) -> EvaluationResult:
+    """`evaluate` for an already opened run or bundle."""
     dataset = resolve_dataset(source, config.data)
     check_classes(source.classes, dataset)
     split, records = resolve_split(dataset, config.split)
