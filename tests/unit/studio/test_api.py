@@ -278,3 +278,14 @@ def test_pages_render_and_escape_names(client: TestClient) -> None:
     page = client.get(f"/models/{mid}").text
     assert "<script>alert(1)" not in page and 'id="train"' in page
     assert client.get("/static/studio.js").status_code == 200
+
+
+def test_cli_refuses_an_open_non_loopback_bind(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lensflow.cli import app
+
+    r = CliRunner().invoke(app, ["studio", "--host", "0.0.0.0", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "--api-keys" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["studio", "--api-keys", str(tmp_path / "none.txt")])
+    assert r.exit_code == 2 and "cannot read --api-keys" in r.output
