@@ -52,6 +52,14 @@ def draw_overlay(
     frame_bgr: np.ndarray, label: str, percent: float, fps: float, blank: bool = False
 ) -> np.ndarray:
     """A copy of the frame with a banner: label, probability in percent and the current FPS."""
+    colour = (160, 160, 160) if blank else (80, 220, 80)  # BGR: grey for blank, green otherwise
+    return draw_banner(frame_bgr, f"{label}  {percent:.1f}%", f"{fps:.1f} fps", colour)
+
+
+def draw_banner(
+    frame_bgr: np.ndarray, left: str, right: str, colour: tuple[int, int, int]
+) -> np.ndarray:
+    """A copy of the frame with a dark banner on top: `left` in `colour`, `right` in white."""
     import cv2
 
     out = frame_bgr.copy()
@@ -61,16 +69,13 @@ def draw_overlay(
     banner = int(44 * scale)
     # Dark translucent banner so the text reads on any background.
     out[:banner] = (out[:banner] * 0.35).astype(np.uint8)
-    colour = (160, 160, 160) if blank else (80, 220, 80)  # BGR: grey for blank, green otherwise
-    text = f"{label}  {percent:.1f}%"
+    font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(
-        out, text, (int(10 * scale), int(31 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.9 * scale,
-        colour, thick, cv2.LINE_AA,
-    )  # fmt: skip
-    fps_text = f"{fps:.1f} fps"
-    (tw, _), _ = cv2.getTextSize(fps_text, cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, thick)
+        out, left, (int(10 * scale), int(31 * scale)), font, 0.9 * scale, colour, thick, cv2.LINE_AA
+    )
+    (tw, _), _ = cv2.getTextSize(right, font, 0.7 * scale, thick)
     cv2.putText(
-        out, fps_text, (w - tw - int(10 * scale), int(30 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
-        0.7 * scale, (255, 255, 255), thick, cv2.LINE_AA,
+        out, right, (w - tw - int(10 * scale), int(30 * scale)), font, 0.7 * scale,
+        (255, 255, 255), thick, cv2.LINE_AA,
     )  # fmt: skip
     return out
