@@ -7,7 +7,8 @@ Imports SRC once (not timed), then times:
   256) + center crop 224 -> save as JPEG (quality 95, im2rec's default) into a folder;
 - lensflow: `pack_dataset(size=224, resize=256)`, same pixels as the baseline's resize, written
   to the memory-mapped pack with `--workers` processes.
-Prints one JSON line: images, seconds and images/s of both, and the speed-up ratio.
+Prints one JSON line: images, seconds and images/s of both, the speed-up ratio, and the CPU
+seconds of each (workers included) so runs on a busy machine can still be compared.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -27,6 +29,13 @@ from lensflow.preprocess import Preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SRC = ROOT.parent / "shared" / "datasets" / "clothing-small"
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process plus its finished worker processes."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def naive_loop(paths: list[Path], out: Path, pp: Preprocess) -> None:
@@ -55,13 +64,13 @@ def main() -> None:
         for p in paths:  # warm the page cache for both contenders alike
             p.read_bytes()
 
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), _cpu_seconds()
         naive_loop(paths, tmp / "naive", pp)
-        naive_s = time.perf_counter() - start
+        naive_s, naive_cpu = time.perf_counter() - start, _cpu_seconds() - cpu0
 
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), _cpu_seconds()
         pack_dataset(ds, args.size, args.resize, True, args.workers, quiet=True)
-        pack_s = time.perf_counter() - start
+        pack_s, pack_cpu = time.perf_counter() - start, _cpu_seconds() - cpu0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     n = len(paths)
@@ -79,6 +88,11 @@ def main() -> None:
                 "pack_seconds": round(pack_s, 2),
                 "pack_images_per_s": round(n / pack_s, 1),
                 "speedup": round(naive_s / pack_s, 2),
+                "naive_cpu_seconds": round(naive_cpu, 2),
+                "pack_cpu_seconds": round(pack_cpu, 2),
+                # wall-clock speed-up is at most cpus x this: the work per image of each contender
+                "cpu_work_ratio": round(naive_cpu / pack_cpu, 2),
+                "load_average_1min": round(os.getloadavg()[0], 2),
                 "target_speedup": 3.0,
             }
         )

@@ -136,3 +136,29 @@ def test_export_and_reimport_via_cli(tmp_path, tiny_dataset):
     assert info["format"] == "rec" and info["splits"]["validation"]["hat"] == 4
     lst = run("export-lst", str(tiny_dataset), "--out", str(tmp_path / "lst"))
     assert lst.exit_code == 0 and "_train.lst" in lst.output
+
+
+def test_split_cli_keeps_pre_split_and_resplits(tmp_path, tiny_dataset):
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, copy)
+    kept = run("split", str(copy), "--json")
+    assert kept.exit_code == 0 and json.loads(kept.stdout)["assigned"] == 0
+    resplit = run(
+        "split",
+        str(copy),
+        "--train",
+        "0.5",
+        "--val",
+        "0.25",
+        "--test",
+        "0.25",
+        "--resplit",
+        "--json",
+    )
+    assert resplit.exit_code == 0, resplit.output
+    counts = json.loads(resplit.stdout)["splits"]
+    assert counts["test"] == dict.fromkeys(counts["train"], 4) and counts["train"]["hat"] == 8
+    bad = run("split", str(copy), "--train", "0.9", "--val", "0.2", "--test", "0")
+    assert bad.exit_code == 2 and "must add up to 1" in bad.output

@@ -178,6 +178,12 @@ def split_command(
         )
         return
     totals = ", ".join(f"{s} {sum(c.values())}" for s, c in result.counts.items())
+    if result.assigned == 0:
+        console.print(
+            f"{dataset} is already split ({totals}): kept as is; pass --resplit to split it again",
+            markup=False,
+        )
+        return
     console.print(f"split {result.assigned} images ({totals}); hash {result.hash}", markup=False)
 
 

@@ -1,7 +1,8 @@
 """`lensflow data split`: stratified, seeded train/validation/test assignment.
 
 - Only records in "all" are assigned, unless `resplit=True` (then every record is).
-  Pre-split imports (train/, validation/, test/ folders) therefore stay as they are by default.
+  Pre-split imports (train/, validation/, test/ folders) therefore stay as they are by default:
+  splitting an already split dataset changes nothing (assigned = 0), so pipelines can re-run it.
 - Stratified per class: each class is cut by the ratios with largest-remainder rounding, so
   small classes keep the proportions as well as whole images allow.
 - Exact duplicates (report.json "duplicate_ids") move together: a group is one unit, so the
@@ -140,8 +141,8 @@ def split_dataset(config: SplitConfig) -> SplitResult:
     rows = read_manifest(ds.path)
     todo = [r for r in rows if config.resplit or r["split"] == UNSPLIT]
     if not todo:
-        present = ", ".join(sorted({r["split"] for r in rows}))
-        raise DataError(f"{ds.path} is already split ({present}); pass --resplit to split it again")
+        # already split (pre-split folders or an earlier split): keeping it is the contract
+        return SplitResult(0, len(rows), ds.counts(), ds.hash)
     assignment = assign_splits(todo, ds.report.get("duplicate_ids", []), ratios, config.seed)
     for r in rows:
         if r["id"] in assignment:

@@ -83,13 +83,13 @@ def test_split_dataset_end_to_end(tmp_path, sample_folder):
     # same seed again with --resplit: identical; already split without --resplit: refused
     split_dataset(SplitConfig(tmp_path / "ds", 0.75, 0.125, 0.125, seed=3, resplit=True))
     assert load_dataset(tmp_path / "ds").hash == ds.hash
-    with pytest.raises(DataError, match="already split"):
-        split_dataset(SplitConfig(tmp_path / "ds"))
+    again = split_dataset(SplitConfig(tmp_path / "ds", seed=99))  # no --resplit: nothing moves
+    assert again.assigned == 0 and again.kept == 81 and again.hash == ds.hash
 
 
 def test_split_respects_pre_split_and_validates_ratios(tiny_dataset, tmp_path):
-    with pytest.raises(DataError, match="already split"):
-        split_dataset(SplitConfig(tiny_dataset))
+    kept = split_dataset(SplitConfig(tiny_dataset))
+    assert kept.assigned == 0 and load_dataset(tiny_dataset).hash == kept.hash
     with pytest.raises(DataError, match="must add up to 1"):
         split_dataset(SplitConfig(tiny_dataset, 0.8, 0.3, 0.1))
     copy = tmp_path / "ds"
