@@ -142,6 +142,9 @@ def import_dataset(config: ImportConfig, quiet: bool = False) -> ImportResult:
     if config.min_per_class < 0:
         raise DataError("--min-per-class must be >= 0")
     workers = resolve_workers(config.workers)
+    if src.is_dir() and config.out.resolve().is_relative_to(src.resolve()):
+        # the next import of SRC would pick the dataset's own images up as a class
+        raise DataError(f"--out {config.out} is inside SRC {src}; write the dataset elsewhere")
     scan = scan_source(config, fmt)
     if not scan.items:
         reasons = f" ({len(scan.skipped)} skipped)" if scan.skipped else ""

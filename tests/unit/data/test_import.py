@@ -72,3 +72,13 @@ def test_existing_output_needs_overwrite(tmp_path, tiny_dataset, sample_folder):
 
     with pytest.raises(LensflowError, match="already exists"):
         import_dataset(ImportConfig(src=sample_folder, out=tiny_dataset), quiet=True)
+
+
+def test_out_inside_src_is_refused(tmp_path, sample_folder):
+    from lensflow.errors import DataError
+
+    src = tmp_path / "src"
+    shutil.copytree(sample_folder / "validation", src)
+    with pytest.raises(DataError, match="inside SRC"):
+        import_dataset(ImportConfig(src=src, out=src / "ds"), quiet=True)
+    assert not (src / "ds").exists()
