@@ -191,7 +191,10 @@ def _export(kind: str, dataset: Path, out: Path | None, name: str | None, as_jso
     from lensflow.data.recordio import export_lst, export_rec
 
     out_dir = out or dataset / "export"
-    files = (export_lst if kind == "lst" else export_rec)(dataset, out_dir, name)
+    if kind == "lst":
+        files = export_lst(dataset, out_dir, name)
+    else:
+        files = export_rec(dataset, out_dir, name, quiet=as_json)
     if as_json:
         _emit_json({"files": [str(f) for f in files]})
     else:

@@ -34,6 +34,7 @@ from lensflow.data.folder import SPLIT_ALIASES, Scan
 from lensflow.data.validate import Item
 from lensflow.errors import DataError
 from lensflow.io import atomic_write_text
+from lensflow.progress import track
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -304,7 +305,7 @@ def export_lst(
 
 
 def export_rec(
-    dataset: str | os.PathLike[str], out_dir: Path, name: str | None = None
+    dataset: str | os.PathLike[str], out_dir: Path, name: str | None = None, quiet: bool = True
 ) -> list[Path]:
     """NAME_train.rec/.idx etc.: stored image bytes as-is, label = class index, key = row index."""
     ds = load_dataset(dataset)
@@ -312,7 +313,8 @@ def export_rec(
     written = []
     for split, rows in _by_split(ds).items():
         target = out_dir / f"{name}{_SPLIT_SUFFIX[split]}.rec"
-        write_rec(target, ((i, float(c), p.read_bytes()) for i, c, p in rows))
+        shown = track(rows, f"writing {target.name}", total=len(rows), quiet=quiet)
+        write_rec(target, ((i, float(c), p.read_bytes()) for i, c, p in shown))
         written += [target, target.with_suffix(".idx")]
     written.append(atomic_write_text(out_dir / f"{name}_labels.txt", "\n".join(ds.classes) + "\n"))
     return written
