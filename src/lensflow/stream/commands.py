@@ -219,6 +219,7 @@ def _current_view(config: Any, pipeline_ref: list[Any]) -> dict[str, Any]:
         "window": str(config.windows),
         "min_count": config.min_count,
         "changes": 0,
+        "duplicates": 0,
     }
 
 

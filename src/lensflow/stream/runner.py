@@ -41,11 +41,15 @@ class PairsPipeline:
         self.lock = threading.Lock()
         self.sinks: list[ChangeSink] = []
         self.changes = 0
+        self.duplicates = 0
         self.started = time.time()
+        # Digest of the last message committed before a restart (see run_mqtt's on_message).
+        self.resume_digest: str | None = None
         if self.store is not None:
             snapshot = self.store.load()
             if snapshot is not None:
                 self.engine.restore(snapshot)
+            self.resume_digest = self.store.meta("last_message")
 
     def emit(self, changes: list[Change]) -> None:
         for change in changes:
@@ -64,11 +68,38 @@ class PairsPipeline:
                 "window": str(self.engine.windows),
                 "min_count": self.config.min_count,
                 "changes": self.changes,
+                "duplicates": self.duplicates,
             }
 
-    def save(self, source: str | None = None, progress: SourceProgress | None = None) -> None:
+    def save(
+        self,
+        source: str | None = None,
+        progress: SourceProgress | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         if self.store is not None:
-            self.store.save(self.engine.snapshot(), source, progress)
+            self.store.save(self.engine.snapshot(), source, progress, extra)
+
+    def handle(self, payload: bytes, arrival_ms: int) -> list[Change]:
+        """One live MQTT payload: process and commit (with its digest) under the lock.
+
+        QoS 1 is at-least-once: a process killed after the commit but before paho's PUBACK gets
+        that message again, first, after the restart. It is recognised by its digest and skipped,
+        if it carries a `ts` (without one, identical payloads can be distinct frames).
+        """
+        digest = hashlib.sha256(payload).hexdigest()
+        try:
+            decoded = json.loads(payload)
+        except ValueError:
+            decoded = None
+        with self.lock:
+            resume, self.resume_digest = self.resume_digest, None
+            if resume == digest and isinstance(decoded, dict) and decoded.get("ts") is not None:
+                self.duplicates += 1
+                return []
+            changes = self.engine.process(decoded, arrival_ms=arrival_ms)
+            self.save(extra={"last_message": digest})
+        return changes
 
     def close(self) -> None:
         if self.store is not None:
@@ -204,15 +235,8 @@ def run_mqtt(
         pipeline.sinks.append(lambda c: client.publish(out_topic, c.to_message(), qos=qos))
 
     def on_message(message: Any) -> None:
-        arrival = int(time.time() * 1000)
-        try:
-            decoded = message.json()
-        except ValueError:
-            decoded = None
-        with pipeline.lock:
-            changes = pipeline.engine.process(decoded, arrival_ms=arrival)
-            # Commit before paho acknowledges the message (after this callback returns).
-            pipeline.save()
+        # Committed before paho acknowledges the message (after this callback returns).
+        changes = pipeline.handle(message.payload, arrival_ms=int(time.time() * 1000))
         pipeline.emit(changes)
 
     # Subscribe before connecting: a persistent session delivers queued messages right away.

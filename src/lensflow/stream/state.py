@@ -62,6 +62,10 @@ class StateStore:
             ) from e
         self._check_options(config)
 
+    def meta(self, key: str) -> Any:
+        """A value saved with save(extra=...), or None."""
+        return self._meta(key)
+
     def _meta(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])

@@ -107,3 +107,28 @@ def test_replay_counts_broken_lines_as_invalid(tmp_path):
     pipeline = replay(PairsConfig(replay=path))
     assert pipeline.engine.stats.invalid == 1
     assert pipeline.engine.table.final() == reference_table(events, PairsConfig())
+
+
+def test_redelivered_last_message_after_a_restart_is_skipped(tmp_path):
+    """QoS 1 re-sends the message whose PUBACK a killed process never sent: count it once."""
+    from lensflow.stream.runner import PairsPipeline
+
+    config = PairsConfig(state=tmp_path / "pairs.db", min_count=1)
+    timed = json.dumps({"image": "Google", "probability": 90, "ts": 1_700_000_000_000}).encode()
+    first = PairsPipeline(config)
+    assert [c.number_socks_seen for c in first.handle(timed, arrival_ms=0)] == [1]
+    first.close()  # "killed" after the commit
+    second = PairsPipeline(config)
+    assert second.handle(timed, arrival_ms=0) == []  # the redelivery
+    assert second.duplicates == 1 and second.engine.stats.received == 1
+    second.handle(timed, arrival_ms=0)  # later identical payloads are processed as usual
+    assert second.engine.stats.received == 2
+    second.close()
+    untimed = json.dumps({"image": "Mongo", "probability": 90}).encode()
+    third = PairsPipeline(config)
+    third.handle(untimed, arrival_ms=1_700_000_000_000)
+    third.close()
+    fourth = PairsPipeline(config)
+    fourth.handle(untimed, arrival_ms=1_700_000_009_000)  # no ts: may be a new frame, counted
+    assert fourth.duplicates == 0 and fourth.engine.stats.received == 4
+    fourth.close()
