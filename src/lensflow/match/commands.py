@@ -33,8 +33,7 @@ def match(
 ) -> None:
     """Pair look-alike photos without training: best one-to-one matching on cosine similarity.
 
-    Writes pairs.json ({"pairs": [[a, b, similarity], ...], "singletons": [...]}, paths relative
-    to PHOTOS), contact_sheet.png and config.yaml into --out.
+    Writes pairs.json ({"pairs": \\[\\[a, b, similarity], ...], "singletons": \\[...]}, paths relative to PHOTOS), contact_sheet.png and config.yaml into --out.
 
     Example: lensflow match drawer-photos/ --out drawer-pairs
 

@@ -70,10 +70,7 @@ def pairs(
 ) -> None:
     """Count sock pairs from a stream of predictions (MQTT or a replay file).
 
-    Blank and low-probability predictions are dropped; the rest are grouped per label into
-    windows (event time from the message's "ts", else arrival time); a window with at least
-    --min-count events is one sighting; an even number of sightings is a Pair. Changes of the
-    table are published to --out-topic; --state keeps everything in SQLite across restarts.
+    Blank and low-probability predictions are dropped; the rest are grouped per label into windows (event time from the message's "ts", else arrival time); a window with at least --min-count events is one sighting; an even number of sightings is a Pair. Changes of the table are published to --out-topic; --state keeps everything in SQLite across restarts.
 
     Example: lensflow pairs --mqtt mqtt://127.0.0.1:1883 --topic sockfound --state pairs.db --view 127.0.0.1:8765
 
