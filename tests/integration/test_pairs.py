@@ -57,6 +57,20 @@ def test_replay_cli_json(tmp_path):
     assert "Traceback" not in bad.output
 
 
+def test_replay_from_stdin(tmp_path):
+    """`lensflow live ... --stdout | lensflow pairs --replay -`; untimed messages use arrival time."""
+    lines = "".join(json.dumps(e) + "\n" for e in seed_run())
+    result = CliRunner().invoke(app, ["pairs", "--replay", "-", "--json", "-q"], input=lines)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["Google"] == {"number_socks_seen": 2, "pair_seen": "Pair"}
+    untimed = "".join(json.dumps({"image": "Mongo", "probability": 90}) + "\n" for _ in range(4))
+    result = CliRunner().invoke(app, ["pairs", "--replay", "-", "--json", "-q"], input=untimed)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "Mongo": {"number_socks_seen": 1, "pair_seen": "Un-matched"}
+    }
+
+
 def test_replay_is_deterministic_and_matches_the_reference(tmp_path):
     events = camera_events(11, n=4000, disorder_ms=1500)
     path = write_jsonl(tmp_path / "events.jsonl", events)

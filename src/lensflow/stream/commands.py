@@ -48,7 +48,9 @@ def pairs(
         None, "--view", help="Serve the live table at http://HOST:PORT/ (e.g. 127.0.0.1:8765)."
     ),
     replay: Path | None = typer.Option(
-        None, "--replay", help="Read messages from a JSON-lines file instead of a broker."
+        None,
+        "--replay",
+        help="Read messages from a JSON-lines file instead of a broker ('-' = standard input).",
     ),
     export_ksql: Path | None = typer.Option(
         None, "--export-ksql", help="Write the equivalent ksqlDB + Kafka Connect files to DIR."
@@ -75,6 +77,8 @@ def pairs(
     Example: lensflow pairs --mqtt mqtt://127.0.0.1:1883 --topic sockfound --state pairs.db --view 127.0.0.1:8765
 
     Example: lensflow pairs --replay events.jsonl --window tumbling:5s --json
+
+    Example: lensflow live bundle/ --source video.mp4 --stdout | lensflow pairs --replay -
 
     Example: lensflow pairs --export-ksql ksql/ --window tumbling:5s
     """
@@ -130,12 +134,15 @@ def _replay(config: Any, quiet: bool, as_json: bool) -> None:
     if client is not None:
         out_topic, qos = config.out_topic, config.qos
         sinks.append(lambda c: client.publish(out_topic, c.to_message(), qos=qos))
-    total = config.replay.stat().st_size if config.replay.is_file() else None
+    from_file = str(config.replay) != "-"
+    total = config.replay.stat().st_size if from_file and config.replay.is_file() else None
     try:
         with make_progress(quiet=quiet) as progress:
-            task = progress.add_task(f"replay {config.replay.name}", total=total, rate="")
+            name = config.replay.name if from_file else "stdin"
+            task = progress.add_task(f"replay {name}", total=total, rate="")
             pipeline = replay(config, sinks=sinks, on_line=_progress_cb(progress, task))
-            progress.update(task, completed=total)
+            if total is not None:
+                progress.update(task, completed=total)
     finally:
         if client is not None:
             client.close()

@@ -10,16 +10,18 @@ and restart the state continues from the last commit and the broker delivers wha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lensflow.errors import StreamError
 from lensflow.stream.config import PairsConfig
@@ -127,22 +129,33 @@ def _skip_done(f: Any, path: Path, done: SourceProgress) -> Any:
     return digest
 
 
+STDIN = "-"
+
+
 def replay(
     config: PairsConfig,
     path: str | os.PathLike[str] | None = None,
     sinks: list[ChangeSink] | None = None,
     on_line: Callable[[int], None] | None = None,
+    stdin: BinaryIO | None = None,
 ) -> PairsPipeline:
-    """Run every message of a JSON-lines file through the engine (resuming a --state file)."""
+    """Run every message of a JSON-lines file through the engine (resuming a --state file).
+
+    Path "-" reads standard input (e.g. `lensflow live ... --stdout | lensflow pairs --replay -`):
+    there, a message without `ts` takes its arrival time, and a --state continues with whatever
+    comes next (there is no file prefix to recognise).
+    """
     path = Path(path or config.replay or "")
-    if not path.is_file():
+    from_stdin = str(path) == STDIN
+    if not from_stdin and not path.is_file():
         raise StreamError(f"--replay {path}: no such file (expected JSON lines of messages)")
     pipeline = PairsPipeline(config)
     pipeline.sinks.extend(sinks or [])
-    key = _source_key(path)
+    key = None if from_stdin else _source_key(path)
     try:
-        done = pipeline.store.progress(key) if pipeline.store else SourceProgress()
-        with open(path, "rb") as f:
+        done = pipeline.store.progress(key) if pipeline.store and key else SourceProgress()
+        with contextlib.ExitStack() as stack:
+            f = (stdin or sys.stdin.buffer) if from_stdin else stack.enter_context(open(path, "rb"))
             digest = _skip_done(f, path, done)
             lines, nbytes = done.lines, done.bytes
             engine, emit = pipeline.engine, pipeline.emit
@@ -156,8 +169,9 @@ def replay(
                     message = None  # counted as invalid, like a broken MQTT payload
                 if message is None and not raw.strip():
                     continue
+                arrival = int(time.time() * 1000) if from_stdin else None
                 try:
-                    changes = engine.process(message)
+                    changes = engine.process(message, arrival_ms=arrival)
                 except StreamError as e:
                     raise StreamError(
                         f"{path}:{lines}: {e}; a replay needs a ts on every message"

@@ -77,6 +77,16 @@ def test_session_sock_held_across_a_boundary_counts_once():
     assert e.table.final() == {"Google": {"number_socks_seen": 1, "pair_seen": "Un-matched"}}
 
 
+def test_sock_shown_three_times_is_a_false_pair_with_tumbling_windows():
+    """The issue's reproduction: shown 3 times, one showing across 10 s -> 4 tumbling sightings."""
+    events = run("Google", 1.0, 3.0) + run("Google", 8.0, 12.0) + run("Google", 16.0, 18.0)
+    t, s = tumbling(), session()
+    feed(t, events)
+    feed(s, events)
+    assert t.table.final() == {"Google": {"number_socks_seen": 4, "pair_seen": "Pair"}}
+    assert s.table.final() == {"Google": {"number_socks_seen": 3, "pair_seen": "Un-matched"}}
+
+
 @pytest.mark.parametrize("make", [tumbling, session], ids=["tumbling", "session"])
 def test_seed_scenario_ghost_mongo_in_a_google_run(make):
     """A Google run with a ghost Mongo in the middle -> one Google sighting, no Mongo."""
