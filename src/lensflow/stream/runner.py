@@ -265,12 +265,18 @@ def run_mqtt(
             ready(pipeline)
         with _stop_on_signals() as signalled:
             while not (signalled.is_set() or (stop is not None and stop.is_set())):
+                if client.stats.callback_errors:
+                    # Bad messages are counted, not raised: this is the state store failing
+                    # (disk full, file removed). Going on would acknowledge uncommitted messages.
+                    raise StreamError(
+                        f"stopped: a message could not be processed and committed "
+                        f"({client.stats.last_error})"
+                    )
                 if on_tick is not None:
                     on_tick(pipeline)
                 signalled.wait(0.25)
     finally:
         client.close(flush_timeout=2.0)
-        with pipeline.lock:
-            pipeline.save()
+        with pipeline.lock:  # every message was committed as it came: nothing left to save
             pipeline.close()
     return pipeline
