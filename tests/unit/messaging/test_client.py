@@ -190,3 +190,39 @@ def test_close_counts_unsent_as_dropped() -> None:
     client.publish("t", "y")
     assert client.stats.buffered == 2
     assert client.close().dropped == 2
+
+
+@pytest.mark.mqtt
+def test_wait_broker_connects_once_the_broker_starts(mosquitto) -> None:
+    mosquitto.stop()
+    threading.Timer(0.8, mosquitto.start).start()
+    start = time.monotonic()
+    client = MqttClient(mosquitto.url, min_backoff=0.2, max_backoff=0.5).connect(
+        wait=True, timeout=15
+    )
+    assert client.connected and time.monotonic() - start >= 0.7
+    client.publish("t", {"ok": True}, qos=1)
+    assert client.flush(5)
+    assert client.close().published == 1
+
+
+@pytest.mark.mqtt
+def test_username_password_from_the_url(tmp_path) -> None:
+    from tests.fixtures.mqtt import Broker, mosquitto_path
+
+    exe = mosquitto_path()
+    if exe is None:
+        pytest.skip("mosquitto not installed")
+    broker = Broker(exe=exe, workdir=tmp_path, port=free_port(), users={"cam": "s3cret"})
+    broker.start()
+    try:
+        good = MqttClient(f"mqtt://cam:s3cret@127.0.0.1:{broker.port}").connect()
+        good.publish("t", b"x", qos=1)
+        assert good.flush(5)
+        good.close()
+        with pytest.raises(LiveError, match="refused the connection"):
+            MqttClient(f"mqtt://cam:wrong@127.0.0.1:{broker.port}").connect()
+        with pytest.raises(LiveError, match="refused the connection"):
+            MqttClient(f"mqtt://127.0.0.1:{broker.port}").connect()  # anonymous
+    finally:
+        broker.stop()
