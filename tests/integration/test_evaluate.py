@@ -144,3 +144,25 @@ def test_labels_are_mapped_by_name_not_index(bundle_eval, tiny_bundle, tiny_data
     assert result["top_k_accuracy"] == pytest.approx(summary["top_k_accuracy"])
     for name in CLASSES:
         assert result["per_class"][name] == pytest.approx(summary["per_class"][name])
+
+
+def test_large_splits_are_subsampled_for_tsne_and_projector(tiny_bundle, tiny_dataset, tmp_path):
+    from PIL import Image
+
+    from lensflow.evaluate.evaluator import EvaluateConfig, evaluate
+
+    config = EvaluateConfig(
+        source=tiny_bundle,
+        data=tiny_dataset,
+        out=tmp_path / "o",
+        tsne_max_points=6,
+        projector_max_points=7,
+        n_top_losses=3,
+    )
+    result = evaluate(config, quiet=True)
+    assert result.summary["n"] == 20  # metrics still use every image
+    projector = result.out / "projector"
+    assert len(np.loadtxt(projector / "tensors.tsv", delimiter="\t")) == 7
+    assert len((projector / "metadata.tsv").read_text().splitlines()) == 8
+    assert Image.open(projector / "sprite.png").size == (3 * 64, 3 * 64)
+    assert (result.out / "embeddings_tsne.png").is_file()

@@ -59,6 +59,9 @@ def evaluate_command(
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
     top_losses: int = typer.Option(16, "--top-losses", help="Images in the top-losses gallery."),
     tsne_max: int = typer.Option(2000, "--tsne-max", help="At most this many points in t-SNE."),
+    projector_max: int = typer.Option(
+        5000, "--projector-max", help="At most this many rows in the projector export."
+    ),
     threads: int | None = typer.Option(None, "--threads", help="onnxruntime threads (bundles)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
@@ -83,6 +86,7 @@ def evaluate_command(
         batch_size=batch_size,
         n_top_losses=top_losses,
         tsne_max_points=tsne_max,
+        projector_max_points=projector_max,
         threads=threads,
         overwrite=overwrite,
     )

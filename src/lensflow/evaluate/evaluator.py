@@ -29,7 +29,6 @@ from lensflow.evaluate import embeddings, plots
 from lensflow.evaluate.metrics import Metrics, compute_metrics, top_losses
 from lensflow.evaluate.sources import Inference, ModelSource, open_source
 from lensflow.io import atomic_dir, atomic_write_json, atomic_write_text
-from lensflow.preprocess import to_pil
 from lensflow.progress import console
 
 SPLIT_CHOICES = ("test", "validation", "train", "all")
@@ -47,7 +46,7 @@ class EvaluateConfig:
     n_top_losses: int = 16  # images in the top-losses gallery and the report's mistakes table
     samples_per_class: int = 6  # columns of the per-class sample grid
     tsne_max_points: int = 2000  # t-SNE is O(N log N) but slow on 2 cores beyond a few thousand
-    projector_max_points: int = 10000  # rows of the TensorBoard projector export
+    projector_max_points: int = 5000  # projector rows (tensors.tsv is ~13 KB per row at D=1280)
     seed: int = 0  # subsampling and t-SNE
     threads: int | None = None  # onnxruntime threads for bundles (default: all cores)
     overwrite: bool = False
@@ -155,8 +154,11 @@ def evaluate_source(
     split, records = resolve_split(dataset, config.split)
     out = config.out or default_out(Path(config.source), split)
     y_true = np.array([source.classes.index(r.label) for r in records], dtype=np.int64)
-    thumb = embeddings.sprite_tile_size(min(len(records), config.projector_max_points))
-    inference = source.infer([r.path for r in records], config.batch_size, thumb, quiet)
+    projector_rows = embeddings.subsample(len(records), config.projector_max_points, config.seed)
+    thumb = embeddings.sprite_tile_size(len(projector_rows))
+    inference = source.infer(
+        [r.path for r in records], config.batch_size, thumb, quiet, set(projector_rows.tolist())
+    )
     metrics = compute_metrics(y_true, inference.proba, source.classes, config.top_k, config.n_bins)
     summary = {
         **metrics.to_dict(),
@@ -215,12 +217,6 @@ def write_predictions(
     atomic_write_text(path, buf.getvalue())
 
 
-def gallery_image(path: Path, size: int = 128) -> np.ndarray:
-    img = to_pil(path).convert("RGB")
-    img.thumbnail((size, size))
-    return np.asarray(img)
-
-
 def read_metrics_csv(run_dir: Path | None) -> list[dict[str, float]]:
     path = run_dir / "metrics.csv" if run_dir is not None else None
     if path is None or not path.is_file():
@@ -269,7 +265,7 @@ def draw_pictures(
     worst = top_losses(y_true, proba, config.n_top_losses)
     tiles = [
         plots.Tile(
-            gallery_image(records[w["index"]].path),
+            plots.photo_thumbnail(records[w["index"]].path),
             f"true: {classes[w['true']]}\npred: {classes[w['predicted']]} {w['probability']:.2f}",
             good=False,
         )
@@ -306,7 +302,7 @@ def draw_pictures(
             out / "embeddings_tsne.png",
             f"Pooled features, t-SNE ({len(keep)} images)",
         )
-    rows = embeddings.subsample(len(records), config.projector_max_points, config.seed)
+    rows = embeddings.subsample(len(records), config.projector_max_points, config.seed)  # as infer
     embeddings.write_projector(
         out / "projector",
         feats[rows],
@@ -341,7 +337,7 @@ def sample_tiles(
         picked = np.sort(rng.choice(rows, min(per_class, len(rows)), replace=False))
         for i in picked:
             caption = f"{name}\npred: {classes[pred[i]]} {proba[i, pred[i]]:.2f}"
-            tiles.append(plots.Tile(gallery_image(records[i].path), caption, pred[i] == c))
+            tiles.append(plots.Tile(plots.photo_thumbnail(records[i].path), caption, pred[i] == c))
         # Pad the row so every class starts a new row of the grid.
         tiles += [plots.Tile(np.full((8, 8, 3), 255, np.uint8), "")] * (per_class - len(picked))
     return tiles

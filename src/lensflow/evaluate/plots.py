@@ -149,6 +149,15 @@ def plot_reliability(bins: list[ReliabilityBin], ece: float, path: Path) -> Path
     return _save(fig, path)
 
 
+def photo_thumbnail(path: Path, size: int = 128) -> np.ndarray:
+    """The whole photo (not the model's crop), shrunk to fit size x size, as RGB uint8."""
+    from lensflow.preprocess import to_pil
+
+    img = to_pil(path).convert("RGB")
+    img.thumbnail((size, size))
+    return np.asarray(img)
+
+
 @dataclass(frozen=True)
 class Tile:
     """One picture of a gallery: an RGB uint8 thumbnail and up to three short caption lines."""

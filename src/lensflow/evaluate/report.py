@@ -131,6 +131,7 @@ def _mistakes(
     s: dict[str, Any], records: list[Record], y_true: np.ndarray, inference: Any, n: int
 ) -> str:
     from lensflow.evaluate.metrics import top_losses
+    from lensflow.evaluate.plots import photo_thumbnail
 
     classes = s["classes"]
     worst = top_losses(y_true, inference.proba, n)
@@ -138,7 +139,7 @@ def _mistakes(
         return "<h2>Worst mistakes</h2><p>None: every image was classified correctly.</p>"
     rows = [
         [
-            f'<img alt="{_e(records[w["index"]].id)}" src="{_thumb_uri(inference.thumbnails[w["index"]])}">',
+            f'<img alt="{_e(records[w["index"]].id)}" src="{_thumb_uri(photo_thumbnail(records[w["index"]].path, 96))}">',
             _e(classes[w["true"]]),
             f'<span class="bad">{_e(classes[w["predicted"]])}</span>',
             f"{w['probability']:.3f}",

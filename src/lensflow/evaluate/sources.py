@@ -32,7 +32,7 @@ Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 class Inference:
     proba: np.ndarray  # (N, C) float32, in the model's class order
     features: np.ndarray  # (N, D) float32 pooled backbone features
-    thumbnails: list[np.ndarray]  # (t, t, 3) uint8 each, the model's view of the image
+    thumbnails: dict[int, np.ndarray]  # row -> (t, t, 3) uint8, the model's view of the image
 
 
 @dataclass
@@ -75,9 +75,12 @@ class ModelSource:
         batch_size: int = 32,
         thumb: int = 64,
         quiet: bool = False,
+        thumb_rows: set[int] | None = None,
     ) -> Inference:
-        """Probabilities, features and thumbnails for image files, with a progress bar."""
-        probas, feats, thumbs = [], [], []
+        """Probabilities, features and thumbnails (of `thumb_rows`, default all) for image files,
+        with a progress bar."""
+        probas, feats = [], []
+        thumbs: dict[int, np.ndarray] = {}
         with make_progress(quiet) as progress:
             task = progress.add_task(f"evaluating {self.path.name}", total=len(images), rate="")
             for start in range(0, len(images), batch_size):
@@ -86,7 +89,9 @@ class ModelSource:
                 p, f = self.forward(self.preprocess.normalize(pixels))
                 probas.append(p)
                 feats.append(f)
-                thumbs += [_thumbnail(px, thumb) for px in pixels]
+                for i, px in enumerate(pixels, start):
+                    if thumb_rows is None or i in thumb_rows:
+                        thumbs[i] = _thumbnail(px, thumb)
                 speed = progress.tasks[task].speed or 0.0
                 progress.update(task, advance=len(chunk), rate=f"{speed:,.1f} img/s")
         if not probas:
