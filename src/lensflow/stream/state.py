@@ -31,6 +31,17 @@ CREATE TABLE IF NOT EXISTS sources (
 """
 
 
+def _public_config(config: PairsConfig) -> dict[str, Any]:
+    """The config as saved: paths as text, no broker password."""
+    from lensflow.config import config_to_dict
+    from lensflow.messaging import parse_mqtt_url
+
+    data = config_to_dict(config)
+    if config.mqtt:
+        data["mqtt"] = str(parse_mqtt_url(config.mqtt))
+    return data
+
+
 @dataclass(frozen=True)
 class SourceProgress:
     """How much of a replay file is already in the state (a prefix, identified by its hash)."""
@@ -61,6 +72,9 @@ class StateStore:
                 "give a new file name or delete it"
             ) from e
         self._check_options(config)
+        with self.db:  # the full options of the latest run, for whoever inspects the file
+            self.db.execute("BEGIN")
+            self._put("config", _public_config(config))
 
     def meta(self, key: str) -> Any:
         """A value saved with save(extra=...), or None."""

@@ -34,8 +34,18 @@ def test_store_round_trips_the_engine(tmp_path, window):
     restored.restore(again.load())
     assert restored.snapshot() == engine.snapshot()
     # the tables are plain SQL for anyone who looks
-    rows = sqlite3.connect(config.state).execute("SELECT label, pair_seen FROM pairs").fetchall()
+    db = sqlite3.connect(config.state)
+    rows = db.execute("SELECT label, pair_seen FROM pairs").fetchall()
     assert {label for label, _ in rows} == set(engine.table.rows)
+    saved = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    assert saved["window"] == window and saved["state"] == str(config.state)
+
+
+def test_saved_config_has_no_broker_password(tmp_path):
+    config = PairsConfig(state=tmp_path / "s.db", mqtt="mqtt://socks:hunter2@broker:1883")
+    StateStore(config.state, config).close()
+    text = (tmp_path / "s.db").read_bytes()
+    assert b"hunter2" not in text and b"mqtt://socks@broker:1883" in text
 
 
 def test_state_made_with_other_options_is_refused(tmp_path):
