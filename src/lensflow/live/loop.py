@@ -8,7 +8,9 @@ thread runs the Predictor, publishes, feeds the browser view and the status line
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -148,10 +150,20 @@ class StdoutSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self._count = 0
+        self.finished = False  # the reader went away (`lensflow live ... --stdout | head`)
 
     def send(self, message: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(message) + "\n")
-        self.stream.flush()
+        if self.finished:
+            return
+        try:
+            self.stream.write(json.dumps(message) + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self.finished = True
+            # Point stdout at /dev/null so the interpreter's final flush does not complain.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            return
         self._count += 1
 
     @property
@@ -275,6 +287,9 @@ def run_live(
             message = make_message(decision, item.frame.ts, config.source, item.frame.index)
             for sink in sinks:
                 sink.send(message)
+            if any(getattr(sink, "finished", False) for sink in sinks):
+                summary.stopped_by = "stdout closed"
+                break
             meter.tick()
             summary.classified += 1
             summary.fps = round(meter.rate, 2)

@@ -161,3 +161,18 @@ def test_run_live_stops_on_event(predictor: Predictor, test_video: Path) -> None
     config = LiveConfig(bundle="b", source=str(test_video), fps=50)
     summary = run_live(config, predictor, [], on_classified=on_classified, stop=stop)
     assert summary.stopped_by == "stopped" and summary.classified == 2 and seen == [1, 2]
+
+
+def test_stdout_sink_stops_the_run_when_the_reader_goes_away(
+    predictor: Predictor, test_video: Path
+) -> None:
+    # `lensflow live ... --stdout | head -2`: a real pipe whose reading end is closed.
+    import os
+
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    with os.fdopen(write_fd, "w") as stream:
+        sink = StdoutSink(stream)
+        summary = run_live(LiveConfig(bundle="b", source=str(test_video)), predictor, [sink])
+    assert sink.finished and sink.published == 0
+    assert summary.stopped_by == "stdout closed" and summary.classified == 0
