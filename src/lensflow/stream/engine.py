@@ -30,7 +30,6 @@ from lensflow.stream.config import PairsConfig
 from lensflow.stream.windows import SessionWindows
 
 _NEVER = float("inf")
-_NO_CHANGES: list[Change] = []
 
 
 def pair_seen(sightings: int) -> str:
@@ -170,19 +169,19 @@ class PairEngine:
         label = message.get("image") if isinstance(message, dict) else None
         if not isinstance(label, str) or not label.strip():
             stats.invalid += 1
-            return _NO_CHANGES
+            return []
         if label in self.blank:
             stats.blank += 1
-            return _NO_CHANGES
+            return []
         probability = message.get("probability")
         if probability is not None:
             probability = _number(probability)
             if probability is None:
                 stats.invalid += 1
-                return _NO_CHANGES
+                return []
         if self.min_probability > 0 and (probability is None or probability < self.min_probability):
             stats.low_probability += 1
-            return _NO_CHANGES
+            return []
         ts = message.get("ts")
         if ts is None:
             if arrival_ms is None:
@@ -195,7 +194,7 @@ class PairEngine:
             ts = _number(ts)
             if ts is None:
                 stats.invalid += 1
-                return _NO_CHANGES
+                return []
         return self.add(label, int(ts))
 
     def add(self, label: str, ts: int) -> list[Change]:
@@ -214,7 +213,7 @@ class PairEngine:
         st = self.stream_time
         if st is not None and end + self.grace <= st:
             self.stats.late_dropped += 1
-            return _NO_CHANGES
+            return []
         if st is None or ts > st:
             self.stream_time = ts
         self.stats.accepted += 1
@@ -242,7 +241,7 @@ class PairEngine:
         hits = [s for s in sessions if s.end >= close and s.start - gap <= ts <= s.end + gap]
         if not hits and ts < close:
             self.stats.late_dropped += 1
-            return _NO_CHANGES
+            return []
         self.stream_time = st
         self.stats.accepted += 1
         if len(hits) == 1:
@@ -271,13 +270,13 @@ class PairEngine:
     def _sighted(self, label: str, w: Window, delta: int) -> list[Change]:
         """Update the label's row after `w` received an event; `delta` = change in sightings."""
         if w.count < self.min_count and delta == 0:
-            return _NO_CHANGES
+            return []
         row = self.table.row(label)
         # w.latest covers this event and, after a merge or on reaching min_count, the earlier ones.
         if w.count >= self.min_count and (row.last_seen is None or w.latest > row.last_seen):
             row.last_seen = w.latest
         if delta == 0:
-            return _NO_CHANGES
+            return []
         row.sightings += delta
         return [Change(label, row.sightings, row.pair_seen, row.last_seen)]
 
