@@ -306,3 +306,33 @@ def test_load_20_seconds_16_clients_no_5xx(server, sample_images):
         if line.startswith("lensflow_batch_size_")
     }
     assert sizes["lensflow_batch_size_sum"] > sizes["lensflow_batch_size_count"]
+
+
+def test_an_internal_failure_is_a_json_500_and_the_worker_survives(tiny_bundle, sample_images):
+    """Fault injection: a model that fails on every other call (e.g. out of memory)."""
+
+    class Flaky(Predictor):
+        calls = 0
+
+        def predict_arrays(self, x):
+            type(self).calls += 1
+            if type(self).calls % 2:
+                raise MemoryError("simulated allocation failure")
+            return super().predict_arrays(x)
+
+    flaky = Flaky(Predictor.from_bundle(tiny_bundle).bundle)
+    app = create_app(ServeConfig(endpoints=(("flaky", tiny_bundle),)), {"flaky": flaky})
+    img = sample_images[0].read_bytes()
+    with BackgroundServer(app) as url:
+        codes = [
+            httpx.post(f"{url}/invocations", content=img, headers={"Content-Type": "image/jpeg"})
+            for _ in range(4)
+        ]
+        assert [r.status_code for r in codes] == [500, 200, 500, 200]
+        assert codes[0].json() == {
+            "message": "internal server error",
+            "code": "InternalFailure",
+            "status": 500,
+        }
+        assert 'lensflow_http_5xx_total{endpoint="flaky"} 2' in httpx.get(f"{url}/metrics").text
+        assert httpx.get(f"{url}/ping").status_code == 200
