@@ -72,14 +72,17 @@ def find_photos(folder: Path) -> list[Path]:
     )
 
 
-def _predictor(config: MatchConfig) -> Any:
+def _predictor(config: MatchConfig, quiet: bool = False) -> Any:
     from lensflow.predictor import Predictor
 
     if config.bundle is not None:
         return Predictor.from_bundle(config.bundle, threads=config.threads)
     from lensflow.export import backbone_bundle
 
-    console.print(f"embedding with the pretrained {config.model} backbone (cached after first use)")
+    if not quiet:
+        console.print(
+            f"embedding with the pretrained {config.model} backbone (cached after first use)"
+        )
     return Predictor.from_bundle(backbone_bundle(config.model), threads=config.threads)
 
 
@@ -130,9 +133,9 @@ def match_photos(config: MatchConfig, quiet: bool = False) -> dict[str, Any]:
     out = config.out_dir
     if out.exists() and not config.overwrite:
         raise MatchError(f"{out} already exists; choose another --out or pass --overwrite")
-    predictor = _predictor(config)
+    predictor = _predictor(config, quiet)
     features, thumbs, used, skipped = embed_photos(predictor, paths, config.batch_size, quiet)
-    for s in skipped:
+    for s in skipped:  # shown even with --quiet: the user should know a file was left out
         console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}")
     if len(used) < 2:
         raise MatchError(f"only {len(used)} of the {len(paths)} photos in {folder} could be read")
