@@ -166,3 +166,31 @@ def test_large_splits_are_subsampled_for_tsne_and_projector(tiny_bundle, tiny_da
     assert len((projector / "metadata.tsv").read_text().splitlines()) == 8
     assert Image.open(projector / "sprite.png").size == (3 * 64, 3 * 64)
     assert (result.out / "embeddings_tsne.png").is_file()
+
+
+def _predictions(out: Path) -> dict[str, float]:
+    with (out / "predictions.csv").open(newline="") as f:
+        return {r["id"]: float(r["true_probability"]) for r in csv.DictReader(f)}
+
+
+def test_run_and_its_bundle_give_the_same_numbers(request, tiny_bundle, tmp_path) -> None:
+    """Default dataset and split come from the cards; torch and onnxruntime agree."""
+    try:
+        run = request.getfixturevalue("tiny_run")
+    except pytest.FixtureLookupError:
+        pytest.skip("the train stage's tiny_run fixture is not available yet")
+    from_run = evaluate(run, "--out", tmp_path / "run-eval", "--json")
+    assert from_run.exit_code == 0, from_run.output
+    from_bundle = evaluate(tiny_bundle, "--out", tmp_path / "bundle-eval", "--json")
+    assert from_bundle.exit_code == 0, from_bundle.output
+    a, b = json.loads(from_run.stdout), json.loads(from_bundle.stdout)
+    assert a["source"]["kind"] == "run" and b["source"]["kind"] == "bundle"
+    assert a["dataset"] == b["dataset"] and a["split"] == b["split"] == "validation"
+    assert a["confusion_matrix"] == b["confusion_matrix"]
+    for key in ("accuracy", "top_k_accuracy", "loss", "ece"):
+        assert a[key] == pytest.approx(b[key], abs=1e-4), key
+    pa, pb = _predictions(tmp_path / "run-eval"), _predictions(tmp_path / "bundle-eval")
+    assert pa.keys() == pb.keys()
+    np.testing.assert_allclose([pa[k] for k in pa], [pb[k] for k in pa], atol=1e-4)
+    assert (tmp_path / "run-eval" / "curves.png").is_file()  # from the run's metrics.csv
+    assert "Training config" in (tmp_path / "run-eval" / "report.html").read_text()

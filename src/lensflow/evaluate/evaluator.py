@@ -271,9 +271,8 @@ def draw_pictures(
         )
         for w in worst
     ]
-    pics["Top losses"] = plots.plot_gallery(
-        tiles, out / "top_losses.png", f"The {len(tiles)} most confidently wrong images"
-    )
+    title = f"The {len(tiles)} most confidently wrong images" if tiles else "No mistakes"
+    pics["Top losses"] = plots.plot_gallery(tiles, out / "top_losses.png", title)
     per_class = min(config.samples_per_class, int(np.bincount(y_true).max()))
     pics["Samples per class"] = plots.plot_gallery(
         sample_tiles(records, y_true, proba, classes, per_class, config.seed),

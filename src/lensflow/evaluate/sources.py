@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ class ModelSource:
         with a progress bar."""
         probas, feats = [], []
         thumbs: dict[int, np.ndarray] = {}
+        t0 = time.perf_counter()
         with make_progress(quiet) as progress:
             task = progress.add_task(f"evaluating {self.path.name}", total=len(images), rate="")
             for start in range(0, len(images), batch_size):
@@ -92,7 +94,8 @@ class ModelSource:
                 for i, px in enumerate(pixels, start):
                     if thumb_rows is None or i in thumb_rows:
                         thumbs[i] = _thumbnail(px, thumb)
-                speed = progress.tasks[task].speed or 0.0
+                done = start + len(chunk)
+                speed = done / max(time.perf_counter() - t0, 1e-9)
                 progress.update(task, advance=len(chunk), rate=f"{speed:,.1f} img/s")
         if not probas:
             raise EvaluateError("no images to evaluate")
