@@ -108,18 +108,23 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
             console.print(f"[yellow]{message}")
 
     def on_classified(summary: Any, decision: Any) -> None:
+        # Short enough for an 80-column terminal; MQTT trouble only when there is some.
         mqtt_note = ""
         for sink in sinks:
             if isinstance(sink, MqttSink):
                 st = sink.client.stats
-                state = "" if st.connected else " [red]broker lost[/]"
-                mqtt_note = f"  buffered {st.buffered}  dropped {st.dropped}{state}"
+                if not st.connected:
+                    mqtt_note += "  [red]broker lost[/]"
+                if st.buffered > 1:
+                    mqtt_note += f"  buffered {st.buffered}"
+                if st.dropped:
+                    mqtt_note += f"  [red]dropped {st.dropped}[/]"
         line.truncate(0)
         line.append_text(
             Text.from_markup(
-                f"frames {summary.frames_read}  classified {summary.classified}  "
-                f"published {summary.published}{mqtt_note}  {summary.fps:.1f} fps  "
-                f"last [bold]{decision.label}[/] {decision.probability * 100:.1f}%"
+                f"read {summary.frames_read}  classified {summary.classified}  "
+                f"published {summary.published}  {summary.fps:.1f} fps  "
+                f"[bold]{decision.label}[/] {decision.probability * 100:.1f}%{mqtt_note}"
             )
         )
 
@@ -159,7 +164,8 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
         console.print(
             f"{summary.stopped_by}: {summary.frames_read} frames read, {summary.classified} "
             f"classified, {summary.published} published in {summary.seconds:.1f}s "
-            f"({summary.fps:.1f} fps){note}"
+            f"({summary.fps:.1f} fps){note}",
+            highlight=False,
         )
     return result
 

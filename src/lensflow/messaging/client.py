@@ -250,7 +250,7 @@ class MqttClient:
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         with self._lock:
-            if self.stats.connected:
+            if self.stats.connected and not self._closed:  # close() is not an outage
                 self.stats.disconnects += 1
             self.stats.connected = False
             self.stats.last_error = str(reason)
