@@ -123,8 +123,9 @@ def test_run_live_reproduces_the_predictor_frame_by_frame(
             assert m["image"] == predictor.classes[int(np.argmax(ref))], m
         diffs.append(abs(m["probability"] - float(ref.max()) * 100))
         assert m["source"] == str(test_video)
-    # OpenCV resampling vs PIL's: close on average, never far (percentage points).
-    assert np.mean(diffs) < 1.5 and max(diffs) < 8.0, diffs
+    # OpenCV resampling vs PIL's, plus MJPG compression: close on average, never far
+    # (percentage points; a trained head measured 1.0 mean, 4.2 max on this video).
+    assert np.mean(diffs) < 2.5 and max(diffs) < 10.0, diffs
     assert summary.stopped_by == "end of source"
 
 
