@@ -139,6 +139,7 @@ def test_pixel_csv_with_header_and_bad_rows(tmp_path):
     lines += [f"{k % 2}," + ",".join(map(str, row)) for k, row in enumerate(pixels)]
     lines.append("1," + ",".join(["300"] * 16))  # out of range
     lines.append("0,1,2")  # too short
+    lines.append("1," + ",".join(["x"] * 16))  # not numbers
     (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
     import_dataset(
         ImportConfig(
@@ -155,6 +156,7 @@ def test_pixel_csv_with_header_and_bad_rows(tmp_path):
     assert reasons == {
         "train.csv:row 6": "pixel values must be integers 0..255",
         "train.csv:row 7": "3 columns, expected 17",
+        "train.csv:row 8": "non-numeric pixel value",
     }
 
 
