@@ -1,0 +1,203 @@
+"""Server load test: 16 concurrent clients on loopback vs the raw Predictor's throughput.
+
+Target (issue 5): >= 80% of the raw Predictor's throughput with 0 errors; p50/p99 reported.
+Baseline, same run: `Predictor.predict_proba` on the same JPEG bytes in batches of 32 (decode +
+preprocess + model, in-process, no HTTP). The server (`lensflow serve`, its own process) gets the
+same images one per request, `application/x-image`, from an asyncio client; bounded both by time
+(--seconds) and by count (--max-requests).
+
+    .venv/bin/python bench/serve_load.py [--bundle BUNDLE] [--clients 16] [--seconds 20]
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "datasets" / "clothing-small" / "validation"
+SAMPLE = ROOT / "examples" / "clothing-sample" / "validation"
+
+
+def real_jpegs(n: int) -> list[bytes]:
+    folder = DATA if DATA.is_dir() else SAMPLE
+    return [p.read_bytes() for p in sorted(folder.rglob("*.jpg"))[:n]]
+
+
+def make_bundle(out: Path) -> Path:
+    """Lite0 (ImageNet weights, 10-class head): the model cost is what matters, not the head."""
+    from lensflow.export.exporter import export_model, preprocess_paths
+    from lensflow.models import create_model
+
+    model = create_model("efficientnet_lite0", 10, pretrained=True).eval()
+    paths = sorted(SAMPLE.rglob("*.jpg"))[:8]
+    x = preprocess_paths(model.preprocess, paths, "parity", quiet=True)
+    classes = [f"class-{i}" for i in range(10)]
+    return export_model(model, classes, model.preprocess, out, x, quiet=True)
+
+
+def raw_throughput(bundle: Path, images: list[bytes], seconds: float) -> float:
+    from lensflow.predictor import Predictor
+
+    p = Predictor.from_bundle(bundle)
+    p.predict_proba(images[:32])
+    n, t, i = 0, time.perf_counter(), 0
+    while time.perf_counter() - t < seconds:
+        batch = [images[(i + k) % len(images)] for k in range(32)]
+        p.predict_proba(batch)
+        n += len(batch)
+        i += 32
+    return n / (time.perf_counter() - t)
+
+
+async def load(
+    url: str, images: list[bytes], clients: int, seconds: float, max_requests: int
+) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors: list[str] = []
+    sent = 0
+    deadline = time.monotonic() + seconds
+
+    async def client(c: httpx.AsyncClient, k: int) -> None:
+        nonlocal sent
+        i = k
+        while time.monotonic() < deadline and sent < max_requests:
+            sent += 1
+            t = time.perf_counter()
+            try:
+                r = await c.post(
+                    f"{url}/endpoints/bench/invocations",
+                    content=images[i % len(images)],
+                    headers={"Content-Type": "application/x-image"},
+                )
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - t)
+            except httpx.HTTPError as e:
+                errors.append(type(e).__name__)
+            i += clients
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as c:
+        # warm-up outside the measurement
+        await c.post(
+            f"{url}/endpoints/bench/invocations",
+            content=images[0],
+            headers={"Content-Type": "image/jpeg"},
+        )
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c, k) for k in range(clients)))
+        elapsed = time.perf_counter() - started
+    lat = np.array(latencies) * 1000
+    return {
+        "requests": sent,
+        "ok": len(latencies),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "transport_errors": len(errors),
+        "seconds": round(elapsed, 2),
+        "img_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+    }
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit("server did not become ready")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", type=Path)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--max-requests", type=int, default=6000)
+    ap.add_argument("--raw-seconds", type=float, default=10.0)
+    ap.add_argument("--images", type=int, default=64)
+    args = ap.parse_args()
+
+    from lensflow.serve.background import free_port
+
+    images = real_jpegs(args.images)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle or make_bundle(Path(tmp) / "bench")
+        raw = raw_throughput(bundle, images, args.raw_seconds)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = Path(tmp) / "access.log"
+        with open(log, "w") as logf:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "lensflow",
+                    "serve",
+                    f"bench={bundle}",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=logf,
+            )
+            try:
+                wait_ready(url, proc)
+                served = asyncio.run(
+                    load(url, images, args.clients, args.seconds, args.max_requests)
+                )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        access_lines = sum(1 for line in log.read_text().splitlines() if line.startswith('{"ts"'))
+
+    errors = served["transport_errors"] + sum(
+        v for k, v in served["statuses"].items() if k != "200"
+    )
+    out = {
+        "bench": "serve_load",
+        "clients": args.clients,
+        "cores": len(os.sched_getaffinity(0)),
+        "load_avg_1m": os.getloadavg()[0],
+        "raw_predictor_img_s": round(raw, 1),
+        "server_img_s": round(served["img_s"], 1),
+        "ratio": round(served["img_s"] / raw, 3),
+        "p50_ms": round(served["p50_ms"], 1) if served["p50_ms"] else None,
+        "p99_ms": round(served["p99_ms"], 1) if served["p99_ms"] else None,
+        "requests": served["requests"],
+        "errors": errors,
+        "statuses": served["statuses"],
+        "seconds": served["seconds"],
+        "access_log_lines": access_lines,
+    }
+    out["targets_met"] = {"ratio_ge_0_8": out["ratio"] >= 0.8, "zero_errors": errors == 0}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
