@@ -196,10 +196,10 @@ def test_view_page_in_headless_chromium(
     tiny_bundle: Path, video: Path, open_page, tmp_path: Path, classes
 ) -> None:
     port = free_port()
-    # The real command in its own process; paced at 4 fps so the page is up for a few seconds.
+    # The real command in its own process, the video looped at 4 fps until Ctrl-C.
     proc = subprocess.Popen(
         [sys.executable, "-m", "lensflow", "live", str(tiny_bundle), "--source", str(video),
-         "--view", f"127.0.0.1:{port}", "--fps", "4", "--threshold", "0", "--quiet"],
+         "--view", f"127.0.0.1:{port}", "--fps", "4", "--loop", "--threshold", "0", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip

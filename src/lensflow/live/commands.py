@@ -29,6 +29,9 @@ def live(
         None, "--fps", help="Pace the source to N frames/s (files then play like a camera)."
     ),
     every: int = typer.Option(1, "--every", help="Classify every k-th frame of the source."),
+    loop: bool = typer.Option(
+        False, "--loop", help="Play a video file or image folder again at its end (until Ctrl-C)."
+    ),
     threshold: float = typer.Option(
         0.5,
         "--threshold",
@@ -62,7 +65,7 @@ def live(
 
     config = LiveConfig(
         bundle=bundle, source=source, mqtt=mqtt, topic=topic, qos=qos, stdout=stdout, view=view,
-        fps=fps, every=every, threshold=threshold_from_cli(threshold), blank_label=blank_label,
+        fps=fps, every=every, loop=loop, threshold=threshold_from_cli(threshold), blank_label=blank_label,
         wait_broker=wait_broker, buffer=buffer, max_frames=max_frames, threads=threads,
     )  # fmt: skip
     summary = run_command(config, quiet=quiet)
@@ -129,7 +132,7 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
         )
 
     with contextlib.ExitStack() as stack:
-        source = open_source(config.source, on_event, config.reconnect_timeout)
+        source = open_source(config.source, on_event, config.reconnect_timeout, config.loop)
         stack.callback(source.close)
         if config.stdout:
             sinks.append(StdoutSink())

@@ -38,6 +38,7 @@ class LiveConfig:
     stdout: bool = False  # JSON lines on stdout
     view: str | None = None  # HOST:PORT of the browser view
     fps: float | None = None  # pace the source (files play like a camera at this rate)
+    loop: bool = False  # play a video file / image folder again at its end (until Ctrl-C)
     every: int = 1  # classify every k-th frame of the source
     threshold: float = 0.5  # probability 0..1 under which a prediction is published as blank
     blank_label: str = "Blank"
@@ -260,9 +261,7 @@ def run_live(
     classes = list(predictor.classes)
     blanks = blank_indices(classes, config.blank_label)
     if source is None:
-        source = open_source(
-            config.source, report=event, reconnect_timeout=config.reconnect_timeout
-        )
+        source = open_source(config.source, event, config.reconnect_timeout, config.loop)
     else:
         source.report = event
 

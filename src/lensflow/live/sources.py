@@ -54,6 +54,7 @@ class FrameSource:
 
     kind = "source"
     live = False  # True: frames arrive in real time and stale ones are worth dropping
+    loop = False  # files only: start again at the end (a kiosk, a demo, a page test)
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
@@ -107,7 +108,12 @@ class FolderSource(FrameSource):
     def read(self) -> Frame | None:
         import cv2
 
-        while self._next < len(self.files):
+        while True:
+            if self._next >= len(self.files):
+                # Loop only if the last pass produced a frame: a folder of broken files ends.
+                if not (self.loop and self.frames_read > 0):
+                    return None
+                self._next = 0
             path = self.files[self._next]
             self._next += 1
             # imread applies EXIF orientation, like lensflow's own decoding.
@@ -119,7 +125,6 @@ class FolderSource(FrameSource):
             frame = Frame(self.frames_read, image, time.time(), path.name)
             self.frames_read += 1
             return frame
-        return None
 
 
 class CaptureSource(FrameSource):
@@ -203,6 +208,13 @@ class CaptureSource(FrameSource):
             if ok and image is not None:
                 return image
         if not self.live:
+            if self.loop and self._cap is not None:
+                import cv2
+
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # rewind and play again
+                ok, image = self._cap.read()
+                if ok and image is not None:
+                    return image
             return None  # end of file
         return self._reconnect()
 
@@ -264,14 +276,20 @@ def source_kind(spec: str) -> str:
 
 
 def open_source(
-    spec: str, report: Report = _ignore, reconnect_timeout: float = 30.0
+    spec: str, report: Report = _ignore, reconnect_timeout: float = 30.0, loop: bool = False
 ) -> FrameSource:
-    """Open --source: `0` (camera), `video.mp4`, `photos/` or `rtsp://...` / `http://...`."""
+    """Open --source: `0` (camera), `video.mp4`, `photos/` or `rtsp://...` / `http://...`.
+
+    loop=True plays a video file or image folder again from the start at its end."""
     kind = source_kind(spec)
+    source: FrameSource
     if kind == "folder":
-        return FolderSource(Path(spec).expanduser(), report)
-    target = str(Path(spec).expanduser()) if kind == "video" else spec.strip()
-    return CaptureSource(target, kind, report, reconnect_timeout=reconnect_timeout)
+        source = FolderSource(Path(spec).expanduser(), report)
+    else:
+        target = str(Path(spec).expanduser()) if kind == "video" else spec.strip()
+        source = CaptureSource(target, kind, report, reconnect_timeout=reconnect_timeout)
+    source.loop = loop and not source.live
+    return source
 
 
 _END = object()

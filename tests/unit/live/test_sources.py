@@ -92,7 +92,7 @@ def test_reader_latest_mode_skips_for_a_slow_consumer(test_video: Path) -> None:
     seen = []
     for frame in reader:
         seen.append(frame.index)
-        time.sleep(0.05)  # slower than decoding: the reader drops stale frames
+        time.sleep(0.1)  # slower than decoding: the reader drops stale frames
     total = len(seen) + reader.skipped
     assert reader.skipped > 0 and seen == sorted(seen)
     assert seen[-1] == total - 1  # the last frame is never dropped
@@ -175,3 +175,17 @@ def test_stream_that_never_comes_back_gives_up() -> None:
 def test_write_video_rejects_unknown_suffix(tmp_path: Path) -> None:
     with pytest.raises(LiveError, match="video must end in"):
         write_video([np.zeros((8, 8, 3), np.uint8)], tmp_path / "x.gif")
+
+
+def test_loop_plays_files_again(test_video: Path, video_photos: list, tmp_path: Path) -> None:
+    n = len(video_photos) * REPEAT
+    reader = FrameReader(open_source(str(test_video), loop=True), max_frames=n + 5)
+    frames = list(reader)
+    reader.stop()
+    assert [f.index for f in frames] == list(range(n + 5))  # indexes keep counting
+    assert np.array_equal(frames[n].image, frames[0].image)  # the video started again
+    for i, photo in enumerate(video_photos[:2]):
+        shutil.copy(photo, tmp_path / f"{i}.jpg")
+    with open_source(str(tmp_path), loop=True) as src:
+        names = [src.read().name for _ in range(5)]
+    assert names == ["0.jpg", "1.jpg", "0.jpg", "1.jpg", "0.jpg"]
