@@ -116,6 +116,9 @@ def test_user_mistakes_are_clear_messages(tmp_path, tiny_bundle, tiny_dataset, s
     assert "only in the dataset: cap" in mismatch.output
     assert "only in the model: hat, pants, shoes, t-shirt" in mismatch.output
 
+    not_a_dataset = evaluate(tiny_bundle, "--data", tmp_path / "src")
+    assert not_a_dataset.exit_code == 2 and "lensflow data import" in not_a_dataset.output
+
     bad_split = evaluate(tiny_bundle, "--data", tiny_dataset, "--split", "tset")
     assert bad_split.exit_code == 2 and "--split must be one of" in bad_split.output
 

@@ -59,3 +59,23 @@ def test_config_rejects_bad_values() -> None:
 def test_default_out_sits_beside_the_source() -> None:
     assert default_out(Path("/w/run"), "test") == Path("/w/run-eval-test")
     assert default_out(Path("/w/b.tar.gz"), "validation") == Path("/w/b-eval-validation")
+
+
+def test_missing_training_dataset_asks_for_data(tmp_path) -> None:
+    from lensflow.evaluate.evaluator import resolve_dataset
+    from lensflow.evaluate.sources import ModelSource
+    from lensflow.preprocess import Preprocess
+
+    gone = tmp_path / "deleted-dataset"
+    source = ModelSource(
+        kind="run",
+        path=tmp_path / "run",
+        classes=["a", "b"],
+        preprocess=Preprocess(),
+        card={"dataset": {"path": str(gone), "hash": "h"}},
+        forward=lambda x: (x, x),
+    )
+    with pytest.raises(
+        EvaluateError, match=r"not available \(.*deleted-dataset\); pass one with --data"
+    ):
+        resolve_dataset(source, None)
