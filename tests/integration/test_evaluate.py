@@ -116,6 +116,14 @@ def test_user_mistakes_are_clear_messages(tmp_path, tiny_bundle, tiny_dataset, s
     assert "only in the dataset: cap" in mismatch.output
     assert "only in the model: hat, pants, shoes, t-shirt" in mismatch.output
 
+    (tmp_path / "exists").mkdir()
+    exists = evaluate(tiny_bundle, "--data", tiny_dataset, "--out", tmp_path / "exists")
+    assert (
+        exists.exit_code == 2
+        and "already exists" in exists.output
+        and "--overwrite" in exists.output
+    )
+
     not_a_dataset = evaluate(tiny_bundle, "--data", tmp_path / "src")
     assert not_a_dataset.exit_code == 2 and "lensflow data import" in not_a_dataset.output
 

@@ -153,6 +153,8 @@ def evaluate_source(
     check_classes(source.classes, dataset)
     split, records = resolve_split(dataset, config.split)
     out = config.out or default_out(Path(config.source), split)
+    if Path(out).exists() and not config.overwrite:  # say so before minutes of inference
+        raise EvaluateError(f"{out} already exists; choose another --out or pass --overwrite")
     y_true = np.array([source.classes.index(r.label) for r in records], dtype=np.int64)
     projector_rows = embeddings.subsample(len(records), config.projector_max_points, config.seed)
     thumb = embeddings.sprite_tile_size(len(projector_rows))
