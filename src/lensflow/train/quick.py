@@ -1,0 +1,98 @@
+"""Quick mode: frozen backbone features once (ONNX Runtime, cached), then a logistic-regression head.
+
+The backbone's `forward_features` (for EfficientNet-Lite0: pooled head + pooled last block,
+averaged with the mirror image) is exported to ONNX and run over the pack; features are cached
+by dataset hash + backbone weights + kwargs + preprocessing. The probe's weights are copied into
+the model's `nn.Linear` head, so the checkpoint is an ordinary torch model, and the reported
+validation accuracy is exactly that model's accuracy on the validation images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lensflow.train.checkpoint import checkpoint_dict, save_checkpoint
+from lensflow.train.features import cache_key, cache_root, onnx_session, run_cached, state_digest
+from lensflow.train.probe import fit_probe
+from lensflow.train.run import RunContext, class_weights
+
+
+def backbone_features(ctx: RunContext) -> np.ndarray:
+    """`forward_features` of every pack row (cached), float32 (N, D)."""
+    model, data, config = ctx.model, ctx.data, ctx.config
+    head = set(model.head_keys)
+    backbone = {k: v for k, v in model.state_dict().items() if k not in head}
+    net_key = cache_key(
+        model=model.model_name,
+        kwargs={k: v for k, v in model.model_kwargs.items() if k != "dropout"},
+        weights=state_digest(backbone),
+    )
+    pre = data.preprocess
+    key = cache_key(net=net_key, dataset=data.reader.dataset_hash, pack=data.reader.path.name,
+                    preprocess=pre.to_dict())  # fmt: skip
+    root = cache_root(config.cache_dir)
+    example = torch.zeros(1, pre.channels, pre.input_size, pre.input_size)
+
+    def session() -> Any:
+        return onnx_session(
+            model.forward_features, model, example, root / "onnx" / f"{net_key}.onnx"
+        )
+
+    def batches(rows: np.ndarray) -> np.ndarray:
+        return pre.normalize(data.images(rows))
+
+    return run_cached(key, root / "features", len(data.reader), batches, session,
+                      "features", quiet=config.quiet)  # fmt: skip
+
+
+def run_quick(ctx: RunContext) -> dict[str, Any]:
+    data, model = ctx.data, ctx.model
+    feats = backbone_features(ctx)
+    y = data.labels
+    cw = class_weights(data) if ctx.config.class_weights == "auto" else None
+    probe = fit_probe(
+        feats[data.train_idx], y[data.train_idx], feats[data.val_idx], y[data.val_idx],
+        len(data.classes), cw,
+    )  # fmt: skip
+    fc = getattr(model, model.head_keys[0].split(".")[0])
+    with torch.no_grad():
+        fc.weight.copy_(probe.weight)
+        fc.bias.copy_(probe.bias)
+    best = probe.best
+    val_logits = feats[data.val_idx] @ probe.weight.numpy().T + probe.bias.numpy()
+    top_k = topk_accuracy(val_logits, y[data.val_idx], ctx)
+    seconds = ctx.elapsed()
+    ckpt = checkpoint_dict(model, data.classes, data.preprocess, 1, ctx.config, probe_C=probe.C)
+    save_checkpoint(ctx.stage / "best.pt", ckpt)
+    save_checkpoint(ctx.stage / "last.pt", ckpt)
+    if best["train_acc"] - best["val_acc"] > 0.15:
+        ctx.warn(
+            f"train accuracy {best['train_acc']:.1%} is far above validation {best['val_acc']:.1%}: "
+            "the head overfits; more images per class will help"
+        )
+    row = {
+        "epoch": 1,
+        "train_loss": best["train_loss"],
+        "train_acc": best["train_acc"],
+        "val_loss": best["val_loss"],
+        "val_acc": best["val_acc"],
+        "lr": "",
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(data.train_idx) / max(seconds, 1e-9), 1),
+    }
+    return {
+        "metrics": [row],
+        "curve_rows": probe.sweep,
+        "curve_x": "C",
+        "best": {"val_accuracy": best["val_acc"], "epoch": 1, f"val_top{ctx.config.top_k}": top_k},
+        "card": {"quick": {"C": probe.C, "sweep": probe.sweep, "feature_dim": feats.shape[1]}},
+    }
+
+
+def topk_accuracy(logits: np.ndarray, y: np.ndarray, ctx: RunContext) -> float:
+    k = min(ctx.config.top_k, logits.shape[1])
+    top = np.argsort(-logits, axis=1)[:, :k]
+    return float((top == y[:, None]).any(1).mean())

@@ -1,0 +1,190 @@
+"""`train(config)`: resolve the model, load the data, run one mode, write the run directory."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lensflow.config import config_to_dict, save_config
+from lensflow.errors import ConfigError, TrainError
+from lensflow.io import write_card
+from lensflow.models import create_model, get_model_info
+from lensflow.progress import console
+from lensflow.train.checkpoint import (
+    RUN_KIND,
+    finish_run,
+    partial_dir,
+    plot_curves,
+    write_labels,
+    write_metrics,
+)
+from lensflow.train.config import TrainConfig
+from lensflow.train.data import TrainData, load_train_data
+
+
+@dataclass
+class RunContext:
+    config: TrainConfig
+    model: nn.Module
+    data: TrainData
+    stage: Path  # the partial run directory being written
+    started: float = field(default_factory=time.monotonic)
+    notes: list[str] = field(default_factory=list)  # warnings shown and stored in the card
+
+    def warn(self, message: str) -> None:
+        self.notes.append(message)
+        if not self.config.quiet:
+            console.print(f"[yellow]warning:[/] {message}")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def resolve_model(config: TrainConfig, mode: str) -> tuple[str, dict[str, Any], bool]:
+    """(registry name, model kwargs, pretrained) from the config's SageMaker-style knobs."""
+    name = config.model
+    if name == "resnet" or (config.num_layers and name.startswith("resnet")):
+        name = f"resnet{config.num_layers or 18}"
+    info = get_model_info(name)
+    kwargs: dict[str, Any] = {}
+    chw = config.image_chw()
+    if chw is not None:
+        if "image_size" in info.default_kwargs:
+            kwargs.update(in_channels=chw[0], image_size=chw[1])
+        elif (chw[0], chw[1]) != (info.preprocess.channels, info.preprocess.input_size):
+            raise ConfigError(
+                f"{name} takes image_shape {info.preprocess.channels},"
+                f"{info.preprocess.input_size},{info.preprocess.input_size} only; "
+                f"got {config.image_shape!r}"
+            )
+    if info.family == "efficientnet":
+        kwargs["flip_tta"] = config.flip_tta
+        if mode == "quick":
+            kwargs["multiscale"] = True
+    pretrained = config.use_pretrained_model and mode != "scratch"
+    if pretrained and not info.pretrained_available and config.weights is None and mode == "quick":
+        raise ConfigError(
+            f"quick mode trains only a head on frozen features, and {name} has no pretrained "
+            "weights; use --mode scratch, --weights PATH or --model efficientnet_lite0"
+        )
+    return name, kwargs, pretrained
+
+
+def class_weights(data: TrainData) -> np.ndarray:
+    """Inverse class frequency, normalised to mean 1 (classes without images get 0)."""
+    counts = np.bincount(data.labels[data.train_idx], minlength=len(data.classes)).astype(float)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
+    return w / w[counts > 0].mean()
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train as configured and write config.out; returns the run card."""
+    out = Path(config.out)
+    stage = partial_dir(out)
+    if out.exists() and not (resume or overwrite):
+        raise TrainError(
+            f"{out} already exists; choose another --out, or pass --overwrite/--resume"
+        )
+    mode = config.mode
+    if resume:
+        stage = _prepare_resume(out, stage)
+    elif stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    succeeded = False
+    try:
+        if mode == "auto":
+            from lensflow.train.auto import run_auto
+
+            card = run_auto(config, stage, resume)
+        else:
+            ctx = make_context(config, mode, stage)
+            card = run_mode(ctx, resume)
+        succeeded = True
+    finally:
+        if not succeeded and not (stage / "last.pt").is_file():
+            shutil.rmtree(stage, ignore_errors=True)
+        elif not succeeded and not config.quiet:
+            console.print(
+                f"[red]interrupted[/]: continue with the same command plus --resume ({stage})"
+            )
+    finish_run(stage, out)
+    return card
+
+
+def _prepare_resume(out: Path, stage: Path) -> Path:
+    if (stage / "last.pt").is_file():
+        return stage
+    if (out / "last.pt").is_file():
+        if stage.exists():
+            shutil.rmtree(stage)
+        shutil.copytree(out, stage)
+        return stage
+    raise TrainError(f"nothing to resume: neither {out}/last.pt nor {stage}/last.pt exists")
+
+
+def make_context(config: TrainConfig, mode: str, stage: Path) -> RunContext:
+    name, kwargs, pretrained = resolve_model(config, mode)
+    preprocess = get_model_info(name).preprocess_for(**kwargs)
+    data = load_train_data(config, preprocess)
+    model = create_model(
+        name, len(data.classes), pretrained=pretrained, weights=config.weights, **kwargs
+    )
+    ctx = RunContext(replace(config, mode=mode), model, data, stage)
+    for note in data.warnings:
+        ctx.warn(note)
+    return ctx
+
+
+def run_mode(ctx: RunContext, resume: bool = False) -> dict[str, Any]:
+    mode = ctx.config.mode
+    if mode == "quick":
+        from lensflow.train.quick import run_quick
+
+        result = run_quick(ctx)
+    else:
+        from lensflow.train.loop import run_training
+
+        result = run_training(ctx, resume)
+    return write_run(ctx, result)
+
+
+def write_run(ctx: RunContext, result: dict[str, Any]) -> dict[str, Any]:
+    """Everything but the checkpoints (written by the modes): config, labels, metrics, card."""
+    config, data, stage = ctx.config, ctx.data, ctx.stage
+    rows = result["metrics"]
+    save_config(config, stage / "config.yaml")
+    write_labels(stage / "labels.txt", data.classes)
+    write_metrics(stage / "metrics.csv", rows)
+    plot_curves(
+        stage / "curves.png", result.get("curve_rows", rows), result.get("curve_x", "epoch")
+    )
+    model = ctx.model
+    best = result["best"]
+    fields = {
+        "model": model.model_name,
+        "model_kwargs": dict(model.model_kwargs),
+        "classes": data.classes,
+        "mode": config.mode,
+        "preprocess": data.preprocess.to_dict(),
+        "dataset": {"path": str(data.dataset.path), "hash": data.dataset.hash},
+        "best": best,
+        "train_images": len(data.train_idx),
+        "val_images": len(data.val_idx),
+        "validation": data.val_source,
+        "seconds": round(ctx.elapsed(), 1),
+        "warnings": ctx.notes,
+        "config": config_to_dict(config),
+        **result.get("card", {}),
+    }
+    write_card(stage, RUN_KIND, **fields)
+    return {"kind": RUN_KIND, **fields}
