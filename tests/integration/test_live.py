@@ -93,6 +93,13 @@ def test_cli_stdout_messages_follow_the_video(
     messages, summary = [json.loads(x) for x in lines[:-1]], json.loads(lines[-1])
     assert_labels_follow([m["image"] for m in messages], reference, classes)
     assert [m["frame"] for m in messages] == list(range(len(reference)))
+    card = json.loads((tiny_bundle / "card.json").read_text())
+    if (card.get("metrics") or {}).get("val_accuracy", 0) >= 0.9:
+        # A trained bundle (tiny_run): the video's true label sequence, photo by photo. The
+        # tiny sample model may miss one of these 5 photos (it has called a t-shirt a hat).
+        truth = [c for c in classes for _ in range(REPEAT)]
+        right = sum(m["image"] == t for m, t in zip(messages, truth, strict=True))
+        assert right >= 4 * REPEAT, [m["image"] for m in messages]
     for m in messages:
         assert set(m) == {"image", "probability", "ts", "source", "frame"}
         assert 0.0 <= m["probability"] <= 100.0

@@ -114,18 +114,21 @@ def test_run_live_reproduces_the_predictor_frame_by_frame(
     n = len(video_photos) * REPEAT
     assert summary.frames_read == summary.classified == summary.published == n
     assert [m["frame"] for m in messages] == list(range(n))
-    diffs = []
+    confident, unsure = [], []
     for m in messages:
         ref = expected[m["frame"] // REPEAT]
         top2 = np.sort(ref)[-2:]
         # Same label as the PIL reference unless the reference itself is a near tie.
         if top2[1] - top2[0] > 0.05:
             assert m["image"] == predictor.classes[int(np.argmax(ref))], m
-        diffs.append(abs(m["probability"] - float(ref.max()) * 100))
+        diff = abs(m["probability"] - float(ref.max()) * 100)
+        (confident if ref.max() > 0.9 else unsure).append(diff)
         assert m["source"] == str(test_video)
-    # OpenCV resampling vs PIL's, plus MJPG compression: close on average, never far
-    # (percentage points; a trained head measured 1.0 mean, 4.2 max on this video).
-    assert np.mean(diffs) < 2.5 and max(diffs) < 10.0, diffs
+    # OpenCV resampling (and MJPG compression) vs PIL: confident predictions agree within a few
+    # points; unsure ones move more (a trained head measured up to 15 points at 60 %).
+    assert all(d < 3.0 for d in confident), confident
+    assert all(d < 25.0 for d in unsure), unsure
+    assert np.median(confident + unsure) < 2.0
     assert summary.stopped_by == "end of source"
 
 
