@@ -23,7 +23,7 @@ from lensflow.live.loop import LiveConfig, MqttSink, run_live
 from lensflow.live.video import photo_frames, write_video
 from lensflow.predictor import Predictor
 from tests.fixtures.browser import screenshot_is_blank
-from tests.fixtures.mqtt import free_port, mosquitto_sub_path
+from tests.fixtures.mqtt import free_port
 
 REPEAT = 3
 
@@ -111,26 +111,19 @@ def test_cli_stdout_messages_follow_the_video(
 def test_mosquitto_sub_receives_the_seed_shape(
     tiny_bundle: Path, video: Path, mosquitto, reference, classes
 ) -> None:
-    exe = mosquitto_sub_path()
-    if exe is None:
-        pytest.skip("mosquitto_sub not installed (Debian package mosquitto-clients)")
-    n = len(reference)
-    sub = subprocess.Popen(
-        [exe, "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "sockfound", "-q", "1",
-         "-C", str(n), "-W", "30"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    time.sleep(0.3)  # subscribed before the first message
+    mosquitto.sub_session("sockfound", "lensflow-seed-shape")
     result = CliRunner().invoke(
         app, ["live", str(tiny_bundle), "--source", str(video), "--mqtt", mosquitto.url,
               "--qos", "1", "--threshold", "0", "--json", "-q"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    out, _ = sub.communicate(timeout=40)
-    received = [json.loads(line) for line in out.splitlines()]
+    n = len(reference)
+    received = [json.loads(line) for line in mosquitto.fetch("sockfound", "lensflow-seed-shape")]
     assert_labels_follow([m["image"] for m in received], reference, classes)
     assert [m["frame"] for m in received] == list(range(n))
-    assert all(isinstance(m["probability"], float) and m["source"] == str(video) for m in received)
+    for m in received:
+        assert list(m)[:2] == ["image", "probability"] and isinstance(m["probability"], float)
+        assert m["source"] == str(video) and isinstance(m["ts"], int)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["sinks"]["mqtt_published"] == n and summary["sinks"]["mqtt_dropped"] == 0
 
@@ -139,18 +132,9 @@ def test_mosquitto_sub_receives_the_seed_shape(
 def test_broker_killed_mid_run_loses_nothing_and_keeps_order(
     tiny_bundle: Path, video: Path, mosquitto
 ) -> None:
-    exe = mosquitto_sub_path()
-    if exe is None:
-        pytest.skip("mosquitto_sub not installed (Debian package mosquitto-clients)")
-    # A persistent mosquitto_sub session (-c -i, QoS 1): the broker keeps its queue across the
-    # restart, so the subscriber sees whatever live flushes after the broker is back.
-    log = open(mosquitto.workdir / "sub.out", "w")  # noqa: SIM115
-    sub = subprocess.Popen(
-        [exe, "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "sockfound", "-q", "1",
-         "-c", "-i", "lensflow-kill-test"],
-        stdout=log, text=True,
-    )  # fmt: skip
-    time.sleep(0.3)
+    # A persistent mosquitto_sub session (QoS 1): the broker queues for it across the restart
+    # (persistence is saved on SIGTERM), and it fetches everything once the run is over.
+    mosquitto.sub_session("sockfound", "lensflow-kill-test")
     predictor = Predictor.from_bundle(tiny_bundle)
     config = LiveConfig(
         bundle=str(tiny_bundle), source=str(video), mqtt=mosquitto.url, qos=1, threshold=0
@@ -169,18 +153,7 @@ def test_broker_killed_mid_run_loses_nothing_and_keeps_order(
     summary = run_live(config, predictor, [sink], on_classified=on_classified)
     n = summary.classified
     assert n == summary.frames_read == 5 * REPEAT
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        lines = (mosquitto.workdir / "sub.out").read_text().splitlines()
-        if len({json.loads(x)["frame"] for x in lines}) >= n:
-            break
-        time.sleep(0.1)
-    sub.terminate()
-    sub.wait(5)
-    log.close()
-    frames = [
-        json.loads(x)["frame"] for x in (mosquitto.workdir / "sub.out").read_text().splitlines()
-    ]
+    frames = [json.loads(x)["frame"] for x in mosquitto.fetch("sockfound", "lensflow-kill-test")]
     assert states == [False]  # the outage was seen by the client
     assert summary.sinks["mqtt_disconnects"] == 1 and summary.sinks["mqtt_dropped"] == 0
     # QoS 1 may redeliver, but every frame arrives and first deliveries keep the order.

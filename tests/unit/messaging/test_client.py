@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from lensflow.errors import LiveError
 from lensflow.messaging import Message, MqttClient, parse_mqtt_url
-from tests.fixtures.mqtt import free_port, mosquitto_sub_path
+from tests.fixtures.mqtt import free_port
 
 
 class Collector:
@@ -97,33 +96,13 @@ def test_publish_subscribe_round_trip_in_order(mosquitto, qos: int) -> None:
 
 @pytest.mark.mqtt
 def test_mosquitto_sub_sees_the_json(mosquitto) -> None:
-    exe = mosquitto_sub_path()
-    if exe is None:
-        pytest.skip("mosquitto_sub not installed (Debian package mosquitto-clients)")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "-h",
-            mosquitto.host,
-            "-p",
-            str(mosquitto.port),
-            "-t",
-            "sockfound",
-            "-C",
-            "3",
-            "-W",
-            "10",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(0.3)  # let mosquitto_sub subscribe
+    mosquitto.sub_session("sockfound", "lensflow-msg-test")  # queued for it from now on
     with MqttClient(mosquitto.url) as pub:
         pub.connect()
         for p in (97.3, 12.5, 50.0):
-            pub.publish("sockfound", {"image": "Google", "probability": p})
-    out, _ = proc.communicate(timeout=15)
-    assert [json.loads(line) for line in out.splitlines()] == [
+            pub.publish("sockfound", {"image": "Google", "probability": p}, qos=1)
+    lines = mosquitto.fetch("sockfound", "lensflow-msg-test", wait=1)
+    assert [json.loads(line) for line in lines] == [
         {"image": "Google", "probability": p} for p in (97.3, 12.5, 50.0)
     ]
 
