@@ -192,9 +192,15 @@ function follow() {
     model = JSON.parse(ev.data);
     renderModel();
     if (model.state === "ready") loadReport();
-    if (model.state !== "queued" && model.state !== "training") { stream.close(); stream = null; }
   };
-  stream.onerror = () => { if (stream) { stream.close(); stream = null; setTimeout(poll, 1000); } };
+  // The server ends the stream once the model settles; closing here stops the auto-reconnect.
+  // If it ended early (server restart), fall back to polling.
+  stream.onerror = () => {
+    if (!stream) return;
+    stream.close();
+    stream = null;
+    if (model.state === "queued" || model.state === "training") setTimeout(poll, 1000);
+  };
 }
 
 async function poll() {
