@@ -1,0 +1,64 @@
+"""Schedule, optimizers and batch augmentation: the pure pieces of the training loop."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from lensflow.preprocess import Preprocess
+from lensflow.train.augment import augment_batch, to_input
+from lensflow.train.config import build_config
+from lensflow.train.loop import lr_factor, make_optimizer
+
+
+def test_cosine_with_warmup() -> None:
+    cfg = build_config({"lr_scheduler": "cosine", "warmup_epochs": 1})
+    f = [lr_factor(cfg, s, 10, 100) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and f[-1] < 0.01
+    assert all(a >= b for a, b in itertools.pairwise(f[10:]))
+
+
+def test_step_schedule_uses_sagemaker_milestones() -> None:
+    cfg = build_config(
+        {"lr_scheduler": "step", "lr_scheduler_step": "2,4", "lr_scheduler_factor": 0.5,
+         "warmup_epochs": 0}
+    )  # fmt: skip
+    per_epoch = [lr_factor(cfg, (e - 1) * 10, 10, 100) for e in range(1, 7)]
+    assert per_epoch == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("sgd", torch.optim.SGD), ("nag", torch.optim.SGD), ("adam", torch.optim.Adam),
+     ("adamw", torch.optim.AdamW), ("rmsprop", torch.optim.RMSprop)],
+)  # fmt: skip
+def test_optimizers(name: str, cls: type) -> None:
+    opt = make_optimizer(
+        build_config({"optimizer": name}),
+        [{"params": [torch.zeros(2, requires_grad=True)], "lr": 0.1}],
+    )
+    assert isinstance(opt, cls)
+    if name in ("sgd", "nag"):
+        assert opt.param_groups[0]["nesterov"] is (name == "nag")
+
+
+@pytest.mark.parametrize("kind", ["crop", "crop_color", "crop_color_transform"])
+def test_augmentation_is_seeded_and_keeps_shape(kind: str) -> None:
+    pre = Preprocess()
+    x = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    a = augment_batch(x, kind, pre, torch.Generator().manual_seed(1))
+    b = augment_batch(x, kind, pre, torch.Generator().manual_seed(1))
+    c = augment_batch(x, kind, pre, torch.Generator().manual_seed(2))
+    assert a.shape == (4, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= -1.0 - 1e-5 and a.max() <= 1.0 + 1e-5  # stays in the Lite [-1, 1] range
+
+
+def test_no_augmentation_is_plain_normalisation() -> None:
+    pre = Preprocess()
+    x = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
+    out = augment_batch(x, "none", pre, torch.Generator())
+    assert torch.allclose(out, torch.from_numpy(pre.normalize(x.numpy())))
+    assert torch.equal(out, to_input(x, pre))
