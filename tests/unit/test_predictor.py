@@ -93,7 +93,8 @@ def test_single_image_and_numpy_batch_inputs(predictor, sample_images):
 
 def test_embed_returns_pooled_features(predictor, sample_images):
     feats = predictor.embed(sample_images[:3])
-    assert feats.dtype == np.float32 and feats.shape == (3, 1280)
+    dim = next(o for o in predictor.session.get_outputs() if o.name == "features").shape[1]
+    assert feats.dtype == np.float32 and feats.shape == (3, dim) and dim >= 64
     assert np.isfinite(feats).all() and feats.std() > 0
     # the same image embeds identically; different images differ
     again = predictor.embed(sample_images[:1])

@@ -26,8 +26,13 @@ def real_x(small_model, sample_images):
     return preprocess_paths(small_model.preprocess, sample_images[:3], "x", quiet=True)
 
 
-def test_export_matches_torch_on_real_images(small_model, real_x, tmp_path):
-    path = export_onnx(small_model, real_x.shape[1:], tmp_path / "m.onnx")
+@pytest.fixture(scope="module")
+def exported(small_model, real_x, tmp_path_factory):
+    return export_onnx(small_model, real_x.shape[1:], tmp_path_factory.mktemp("onnx") / "m.onnx")
+
+
+def test_export_matches_torch_on_real_images(small_model, real_x, exported):
+    path = exported
     parity = check_parity(small_model, path, real_x)
     assert parity.images == 3 and parity.top1_agreement == 1.0
     assert parity.max_abs_diff_logits <= 1e-4
@@ -36,12 +41,12 @@ def test_export_matches_torch_on_real_images(small_model, real_x, tmp_path):
     assert logits.shape == (1, 3) and feats.shape == (1, 1280)
 
 
-def test_parity_failure_is_loud_and_leaves_nothing(small_model, real_x, tmp_path):
+def test_parity_failure_is_loud_and_leaves_nothing(small_model, real_x, exported, tmp_path):
     import copy
 
     import torch
 
-    path = export_onnx(small_model, real_x.shape[1:], tmp_path / "m.onnx")
+    path = exported
     drifted = copy.deepcopy(small_model)
     with torch.no_grad():
         drifted._fc.bias += 0.01  # torch now disagrees with the exported graph

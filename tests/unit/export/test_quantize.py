@@ -48,12 +48,16 @@ def test_int8_bundle_is_static_qdq_per_channel_and_agrees_with_fp32(lite0, sampl
         if i.name.endswith("_scale") and len(i.dims) == 1 and i.dims[0] > 1
     ]
     assert scale_dims, "no per-channel weight scales found"
-    # int8 stays close to fp32 on real images (the random head makes top-1 fragile, so compare probs)
-    fp32 = export_model(lite0, classes, lite0.preprocess, tmp_path / "b32", parity, quiet=True)
-    prob32 = Predictor.from_bundle(fp32).predict_proba(val)
+    # int8 stays close to the fp32 torch model on real images (the random head makes top-1
+    # fragile, so compare probabilities)
+    from lensflow.export.onnx import torch_outputs
+    from lensflow.predictor import softmax
+
+    prob32 = softmax(torch_outputs(lite0, p8.preprocess_images(val))[0])
     prob8 = p8.predict_proba(val)
     assert np.abs(prob32 - prob8).max() < 0.1
-    assert (out / "model.onnx").stat().st_size < 0.5 * (fp32 / "model.onnx").stat().st_size
+    fp32_size = 4 * sum(p.numel() for p in lite0.parameters())
+    assert (out / "model.onnx").stat().st_size < 0.5 * fp32_size
 
 
 def test_backbone_bundle_is_built_once_and_embeds(monkeypatch, tmp_path, sample_images):
