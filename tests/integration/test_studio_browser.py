@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lensflow.studio.app import StudioConfig, create_app
-from tests.fixtures.browser import CHROMIUM_ARGS, chromium_path
+from tests.fixtures.browser import CHROMIUM_ARGS, PageCheck, chromium_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CATEGORIES = ["pants", "shoes"]
@@ -41,13 +41,52 @@ def studio_url(tmp_path: Path) -> Iterator[str]:
     thread.join(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def camera_browser(browser) -> Iterator:
+    """Chromium with its fake camera (a moving test pattern) and camera permission granted."""
+    b = browser.browser_type.launch(
+        executable_path=chromium_path(),
+        headless=True,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+        ],
+    )
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def open_camera_page(camera_browser) -> Iterator:
+    """Like the shared `open_page`, in the fake-camera browser."""
+    contexts = []
+
+    def _open(url: str) -> PageCheck:
+        ctx = camera_browser.new_context(permissions=["camera"], accept_downloads=True)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        check = PageCheck(page)
+        page.on(
+            "console", lambda m: check.console_errors.append(m.text) if m.type == "error" else None
+        )
+        page.on("pageerror", lambda e: check.console_errors.append(str(e)))
+        page.on("requestfailed", lambda r: check.failed_requests.append(r.url))
+        page.goto(url)
+        return check
+
+    yield _open
+    for ctx in contexts:
+        ctx.close()
+
+
 def test_create_upload_train_test_download(
-    studio_url: str, open_page, shared_datasets: Path, tmp_path: Path
+    studio_url: str, open_camera_page, shared_datasets: Path, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
     clothing = shared_datasets / "clothing-small"
-    check = open_page(studio_url + "/")
+    check = open_camera_page(studio_url + "/")
     page = check.page
     page.fill("#model-name", "clothes")
     page.fill("#model-categories", ", ".join(CATEGORIES))
@@ -77,6 +116,14 @@ def test_create_upload_train_test_download(
         expect(page.locator("#prediction")).to_have_text(re.compile(rf"^{label} \("))
         expect(page.locator("#test-result .bar-row")).to_have_count(len(CATEGORIES))
 
+    # Live test: webcam frames are classified continuously, top-3 bars (here 2 classes).
+    page.click("#test-webcam")
+    page.wait_for_function("document.querySelector('#webcam').videoWidth > 0")
+    page.locator("#prediction").evaluate("e => e.remove()")
+    expect(page.locator("#prediction")).to_have_text(re.compile(r"^(pants|shoes) \("))
+    expect(page.locator("#test-result .bar-row")).to_have_count(len(CATEGORIES))
+    page.click("#test-webcam")  # stop
+
     with page.expect_download() as download:
         page.click("#download")
     saved = tmp_path / "bundle.zip"
@@ -90,43 +137,25 @@ def test_create_upload_train_test_download(
     assert check.broken_images() == []
 
 
-def test_webcam_hold_to_record(studio_url: str, browser) -> None:
+def test_webcam_hold_to_record(studio_url: str, open_camera_page) -> None:
     """Chromium's fake camera: holding the button stores a frame about every 200 ms."""
     from playwright.sync_api import expect
 
-    if chromium_path() is None:
-        pytest.skip("chromium not installed")
-    fake_camera = browser.browser_type.launch(
-        executable_path=chromium_path(),
-        headless=True,
-        args=[
-            *CHROMIUM_ARGS,
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-        ],
-    )
-    try:
-        ctx = fake_camera.new_context(permissions=["camera"])
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        model = page.request.post(
-            studio_url + "/api/models", data={"name": "cam", "categories": ["left", "right"]}
-        ).json()
-        page.goto(f"{studio_url}/models/{model['id']}")
-        page.click("#webcam-start")
-        page.wait_for_function("document.querySelector('#webcam').videoWidth > 0")
-        button = page.locator('.dropzone[data-category="left"] .record')
-        button.hover()
-        page.mouse.down()
-        page.wait_for_timeout(1500)
-        page.mouse.up()
-        expect(page.locator("#upload-result")).to_contain_text("frames kept for left")
-        page.wait_for_timeout(500)  # the last frame's upload
-        counts = page.request.get(f"{studio_url}/api/models/{model['id']}").json()["categories"]
-        left = counts[0]["count"]
-        assert counts[0]["name"] == "left" and 4 <= left <= 10, counts
-        assert counts[1]["count"] == 0
-        assert errors == []
-    finally:
-        fake_camera.close()
+    check = open_camera_page(studio_url + "/")
+    page = check.page
+    model = page.request.post(
+        studio_url + "/api/models", data={"name": "cam", "categories": ["left", "right"]}
+    ).json()
+    page.goto(f"{studio_url}/models/{model['id']}")
+    page.click("#webcam-start")
+    page.wait_for_function("document.querySelector('#webcam').videoWidth > 0")
+    page.locator('.dropzone[data-category="left"] .record').hover()
+    page.mouse.down()
+    page.wait_for_timeout(1500)
+    page.mouse.up()
+    expect(page.locator("#upload-result")).to_contain_text("frames kept for left")
+    page.wait_for_timeout(500)  # the last frame's upload
+    counts = page.request.get(f"{studio_url}/api/models/{model['id']}").json()["categories"]
+    assert counts[0]["name"] == "left" and 4 <= counts[0]["count"] <= 10, counts
+    assert counts[1]["count"] == 0
+    assert check.console_errors == []

@@ -133,16 +133,28 @@ def check_trainable(store: Store, model: dict[str, Any]) -> None:
 
 # -- the child process -------------------------------------------------------------------------
 class Reporter:
-    """Writes a job's progress (stage, percent, epoch, ETA) into the database, at most 4x/s."""
+    """Writes a job's progress (stage, percent, ETA, seconds per stage) into the database.
+
+    At most 4 updates a second within a stage; a new stage is always written, and its start is
+    logged to the job's log.txt with the time the previous stage took.
+    """
 
     def __init__(self, store: Store, job_id: str) -> None:
         self.store, self.job_id = store, job_id
         self.started = time.monotonic()
         self.last = 0.0
+        self.stage: str | None = None
+        self.stage_started = self.started
+        self.seconds: dict[str, float] = {}
 
     def __call__(self, stage: str, fraction: float, message: str = "", **extra: Any) -> None:
         now = time.monotonic()
-        if now - self.last < 0.25 and fraction < 1.0:
+        if stage != self.stage:
+            if self.stage is not None:
+                self.seconds[self.stage] = round(now - self.stage_started, 1)
+                print(f"{self.stage}: {self.seconds[self.stage]} s", flush=True)
+            self.stage, self.stage_started = stage, now
+        elif now - self.last < 0.25 and fraction < 1.0:
             return
         self.last = now
         lo, hi = STAGES[stage]
@@ -155,9 +167,19 @@ class Reporter:
             "elapsed_s": round(elapsed, 1),
             "eta_s": round(eta, 1) if eta is not None else None,
             "message": message,
+            "stage_seconds": dict(self.seconds),
             **extra,
         }
         self.store.update_job(self.job_id, progress=progress)
+
+    def finish(self) -> None:
+        self("evaluate", 1.0, "done")
+        self.seconds[str(self.stage)] = round(time.monotonic() - self.stage_started, 1)
+        print(f"{self.stage}: {self.seconds[str(self.stage)]} s", flush=True)
+        self.store.update_job(
+            self.job_id,
+            progress={**self.store.get_job(self.job_id)["progress"], "stage_seconds": self.seconds},
+        )
 
 
 def run_job(store: Store, job_id: str) -> None:
@@ -175,7 +197,7 @@ def run_job(store: Store, job_id: str) -> None:
     except Exception as e:  # a bug or an environment problem: still a clear failed state
         fail_job(store, job_id, f"{type(e).__name__}: {e}")
         raise
-    report("evaluate", 1.0, "done")
+    report.finish()
     store.update_job(job_id, state="done", metrics=metrics, finished=now_iso())
     store.set_state(model_id, "ready")
 
