@@ -20,11 +20,19 @@ from lensflow import __version__
 from lensflow.errors import LensflowError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; outputs should be as readable as any file the user creates.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -58,6 +66,7 @@ def atomic_dir(final: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp creates 0700
         yield tmp
         if final.exists():
             shutil.rmtree(final)

@@ -60,3 +60,18 @@ def test_preprocess_center_crop_and_scale():
 def test_to_pil_rejects_garbage_with_reason():
     with pytest.raises(LensflowError, match="cannot decode"):
         to_pil(b"not an image")
+
+
+def test_atomic_outputs_follow_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_json(tmp_path / "x.json", {})
+        with atomic_dir(tmp_path / "d") as tmp:
+            pass
+        assert tmp.name != "d"
+        assert path.stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    finally:
+        os.umask(old)
