@@ -32,6 +32,10 @@ def serve_cmd(
     """Serve bundles over HTTP: SageMaker container and Runtime APIs, Prometheus /metrics.
 
     boto3's `sagemaker-runtime` client works unchanged with endpoint_url=http://HOST:PORT.
+    Routes: POST /invocations and /endpoints/NAME/invocations (application/x-image, image/jpeg,
+    image/png, or application/json = a list of base64 images), GET /ping, GET /metrics.
+    The answer is a JSON list of probabilities in label order; send
+    "Accept: application/json; verbose=true" for labels, top-k and the model version.
 
     Example: lensflow serve clothing=bundles/clothing --port 8080 --sigv4-keys keys.txt
     """
