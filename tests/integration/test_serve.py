@@ -129,7 +129,7 @@ def test_json_batch_and_verbose_accept(server, sample_images, tiny_bundle):
     body = {
         "instances": [
             base64.b64encode(imgs[0]).decode(),
-            {"b64": base64.b64encode(imgs[1]).decode()},
+            {"b64": "data:image/jpeg;base64," + base64.b64encode(imgs[1]).decode()},
         ]
     }
     r = httpx.post(f"{url}/endpoints/clothing/invocations", json=body, headers=bearer())

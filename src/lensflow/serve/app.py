@@ -114,6 +114,8 @@ def images_from_body(content_type: str, body: bytes, max_images: int) -> tuple[l
         b64 = item.get("b64") if isinstance(item, dict) else item
         if not isinstance(b64, str):
             raise HTTPProblem(400, f'instance {i} must be a base64 string or {{"b64": "..."}}')
+        if b64.startswith("data:") and "," in b64:  # a browser's data URL
+            b64 = b64.split(",", 1)[1]
         try:
             images.append(base64.b64decode(b64, validate=True))
         except (binascii.Error, ValueError):
