@@ -118,8 +118,9 @@ def test_run_live_reproduces_the_predictor_frame_by_frame(
     for m in messages:
         ref = expected[m["frame"] // REPEAT]
         top2 = np.sort(ref)[-2:]
-        # Same label as the PIL reference unless the reference itself is a near tie.
-        if top2[1] - top2[0] > 0.05:
+        # Same label as the PIL reference unless the reference is unsure (unsure probabilities
+        # move by up to ~15 points with OpenCV resampling and compression).
+        if top2[1] - top2[0] > 0.3:
             assert m["image"] == predictor.classes[int(np.argmax(ref))], m
         diff = abs(m["probability"] - float(ref.max()) * 100)
         (confident if ref.max() > 0.9 else unsure).append(diff)

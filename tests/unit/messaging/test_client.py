@@ -101,7 +101,7 @@ def test_mosquitto_sub_sees_the_json(mosquitto) -> None:
         pub.connect()
         for p in (97.3, 12.5, 50.0):
             pub.publish("sockfound", {"image": "Google", "probability": p}, qos=1)
-    lines = mosquitto.fetch("sockfound", "lensflow-msg-test", wait=1)
+    lines = mosquitto.fetch("sockfound", "lensflow-msg-test", count=3, wait=10)
     assert [json.loads(line) for line in lines] == [
         {"image": "Google", "probability": p} for p in (97.3, 12.5, 50.0)
     ]
