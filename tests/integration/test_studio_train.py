@@ -34,13 +34,14 @@ def wait_for(client: TestClient, mid: str, states: set[str], timeout: float = 18
 
 
 def held_back(sample_folder: Path, label: str) -> list[Path]:
+    """validation/<label>/*.jpg: the last one is never uploaded and must be recognised."""
     return sorted((sample_folder / "validation" / label).glob("*.jpg"))
 
 
 def upload_sample(client: TestClient, mid: str, sample_folder: Path) -> None:
     for label in CATEGORIES:
         photos = sorted((sample_folder / "train" / label).glob("*.jpg"))
-        photos += held_back(sample_folder, label)[1:]  # all but the one predicted below
+        photos += held_back(sample_folder, label)[:-1]  # all but the one predicted below
         files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
         r = client.post(f"/api/models/{mid}/images", params={"category": label}, files=files)
         assert r.json()["counts"] == {"accepted": len(files), "rejected": 0}, r.text
@@ -68,7 +69,7 @@ def test_studio_train_predict_report_bundle_restart(tmp_path: Path, sample_folde
 
         # Held-back photos (validation/) of each category are predicted right.
         for label in CATEGORIES:
-            photo = held_back(sample_folder, label)[0]
+            photo = held_back(sample_folder, label)[-1]
             r = client.post(
                 f"/api/models/{mid}/predict",
                 content=photo.read_bytes(),
@@ -113,7 +114,7 @@ def test_studio_train_predict_report_bundle_restart(tmp_path: Path, sample_folde
         assert model["state"] == "error" and model["error"] == INTERRUPTED
         assert client.get(f"/api/jobs/{job_id}").json()["state"] == "failed"
         # The earlier trained version still answers while the model waits for a new Train.
-        photo = held_back(sample_folder, "hat")[0]
+        photo = held_back(sample_folder, "hat")[-1]
         r = client.post(
             f"/api/models/{mid}/predict",
             content=photo.read_bytes(),

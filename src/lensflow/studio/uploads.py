@@ -2,17 +2,17 @@
 
 Every file goes through the dataset importer's validator (`lensflow.data.validate.process_item`):
 the same full decode, RGB conversion and size limits as `lensflow data import`. Upload names are
-only shown in messages; stored files are named by Studio (`images/<category>/<uuid>.<ext>`), so
+only shown in messages; stored files are named by Studio (`images/<category>/<content hash>.<ext>`), so
 a name like `../../etc/passwd` can never become a path. Zip entries that are absolute or climb
 out with `..` are rejected before anything is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import tempfile
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -116,14 +116,16 @@ class Uploader:
             )
             return
         model_dir = self.store.model_dir(self.model["id"])
-        stem = f"images/{cat}/{uuid.uuid4().hex}"
+        # Named by content: the same photos always make the same dataset, split and model.
+        stem = f"images/{cat}/{hashlib.sha256(data).hexdigest()[:24]}"
         res = process_item(Item(name, cat, "all", data), model_dir, stem)
         if not res["ok"]:
             self.result.reject(name, res["reason"])
             return
         dup = self.store.find_image_by_hash(self.model["id"], res["sha256"])
         if dup is not None:
-            (model_dir / res["path"]).unlink(missing_ok=True)
+            if dup["path"] != res["path"]:  # same bytes in the same category share the file
+                (model_dir / res["path"]).unlink(missing_ok=True)
             self.result.reject(
                 name, f"duplicate of image {dup['id']} ({dup['source']}) in {dup['category']!r}"
             )
