@@ -208,6 +208,13 @@ def create_app(config: StudioConfig) -> FastAPI:
                 },
                 status_code=413,
             )
+        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        if request.method == "POST" and chunked and not length:
+            # Without a length the request-size limit cannot be checked before reading.
+            return JSONResponse(
+                {"detail": "send a Content-Length with uploads (chunked bodies are refused)"},
+                status_code=411,
+            )
         open_paths = path in ("/login", "/api/health") or path.startswith("/static/")
         if not open_paths and not authorised(request):
             if path.startswith("/api/") or path in ("/openapi.json",):

@@ -289,3 +289,17 @@ def test_cli_refuses_an_open_non_loopback_bind(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--api-keys" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["studio", "--api-keys", str(tmp_path / "none.txt")])
     assert r.exit_code == 2 and "cannot read --api-keys" in r.output
+
+
+def test_chunked_uploads_without_length_are_refused(client: TestClient) -> None:
+    mid = create(client, ["a"])["id"]
+
+    def body():
+        yield b"\xff\xd8\xff"
+
+    r = client.post(
+        f"/api/models/{mid}/images?category=a",
+        content=body(),
+        headers={"Content-Type": "image/jpeg"},
+    )
+    assert r.status_code == 411 and "Content-Length" in r.json()["detail"]
