@@ -116,7 +116,8 @@ def encode_payload(payload: dict[str, Any] | list[Any] | bytes | str) -> bytes:
         return payload
     if isinstance(payload, str):
         return payload.encode("utf-8")
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    # json.dumps' default spacing: byte for byte the seed's style, {"image": "Google", ...}.
+    return json.dumps(payload).encode("utf-8")
 
 
 @dataclass

@@ -210,3 +210,12 @@ def test_username_password_from_the_url(tmp_path) -> None:
             MqttClient(f"mqtt://127.0.0.1:{broker.port}").connect()  # anonymous
     finally:
         broker.stop()
+
+
+def test_payload_encoding_matches_the_seed_text() -> None:
+    from lensflow.messaging import encode_payload
+
+    assert encode_payload({"image": "Google", "probability": 97.314453125}) == (
+        b'{"image": "Google", "probability": 97.314453125}'
+    )
+    assert encode_payload(b"\x00raw") == b"\x00raw" and encode_payload("t") == b"t"
