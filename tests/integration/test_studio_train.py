@@ -79,6 +79,11 @@ def test_studio_train_predict_report_bundle_restart(tmp_path: Path, sample_folde
             assert pred["label"] == label, pred
             assert len(pred["top_k"]) == 2
 
+        r = client.post(
+            f"/api/models/{mid}/predict", content=b"<html>", headers={"Content-Type": "image/jpeg"}
+        )
+        assert r.status_code == 400 and "cannot classify" in r.json()["detail"]
+
         report = client.get(f"/api/models/{mid}/report").json()
         metrics = report["metrics"]
         assert metrics["classes"] == CATEGORIES

@@ -259,6 +259,9 @@ def create_app(config: StudioConfig) -> FastAPI:
         if model["state"] in BUSY:
             raise Conflict(f"model {model_id} is {model['state']}; wait until training ends")
         store.delete_model(model_id)
+        with predictors_lock:  # drop its loaded bundles
+            for job_id in [j for j in predictors if j in _job_ids(store, model_id)]:
+                del predictors[job_id]
         shutil.rmtree(store.model_dir(model_id), ignore_errors=True)
         return {"deleted": model_id}
 
@@ -407,6 +410,8 @@ def create_app(config: StudioConfig) -> FastAPI:
             try:
                 pred = (await asyncio.to_thread(predictor.predict, [data], top_k))[0]
             except LensflowError as e:
+                if len(images) == 1:  # the one image sent is unusable: say so as an error
+                    raise StudioError(f"cannot classify {name}: {e.message}") from None
                 out.append({"name": name, "error": e.message})
                 continue
             out.append({"name": name, **pred.to_dict()})
@@ -488,6 +493,10 @@ def create_app(config: StudioConfig) -> FastAPI:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _job_ids(store: Store, model_id: str) -> set[str]:
+    return {p.name for p in (store.model_dir(model_id) / "jobs").glob("*")}
+
+
 def _locked(lock: threading.Lock, fn: Any, *args: Any) -> Any:
     with lock:
         return fn(*args)
