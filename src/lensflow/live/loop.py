@@ -246,7 +246,7 @@ def run_live(
 
     `source` may be an already opened FrameSource (the CLI opens it first to fail early).
     """
-    from lensflow.live.frames import draw_overlay, frame_to_input
+    from lensflow.live.frames import bgr_to_rgb, draw_overlay
     from lensflow.live.sources import FrameReader, open_source
 
     config.validate()
@@ -266,8 +266,8 @@ def run_live(
         source.report = event
 
     def prepare(frame: Any) -> _Prepared:
-        # Runs in the reader thread: crop/resize/colour/normalise overlap the classifier.
-        return _Prepared(frame, pp.normalize(frame_to_input(frame.image, pp)[None]))
+        # Runs in the reader thread: decode-side preprocessing overlaps the classifier.
+        return _Prepared(frame, pp.normalize(pp.to_uint8(bgr_to_rgb(frame.image))[None]))
 
     mode = "latest" if (source.live or config.fps) else "all"
     reader = FrameReader(
