@@ -41,7 +41,7 @@ from PIL import Image
 
 from lensflow import __version__
 from lensflow.data.importer import safe_name
-from lensflow.data.validate import IMAGE_EXTENSIONS, Rejected, _decode
+from lensflow.data.validate import IMAGE_EXTENSIONS, Rejected, decode_image
 from lensflow.errors import CollectError
 from lensflow.progress import track
 
@@ -292,14 +292,9 @@ def _fetch_once(client: httpx.Client, url: str, config: DownloadConfig) -> bytes
 def check_image(data: bytes) -> str:
     """Fully decode with the dataset validator; return the file extension to store it under."""
     try:
-        _decode(data)
+        decode_image(data)
     except Rejected as e:
-        reason = str(e)
-        if reason.startswith("not an image"):
-            raise _Failure("not_image", reason) from e
-        if reason.startswith("too large"):
-            raise _Failure("too_large", reason) from e
-        raise _Failure("corrupt", reason) from e
+        raise _Failure(e.kind, str(e)) from e
     with Image.open(io.BytesIO(data)) as img:
         ext = _FORMAT_EXT.get(img.format or "", "")
     if ext not in IMAGE_EXTENSIONS:

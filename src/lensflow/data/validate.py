@@ -64,7 +64,14 @@ class Item:
 
 
 class Rejected(Exception):
-    """A source image that cannot be used; the message is the reason shown in the report."""
+    """A source image that cannot be used; the message is the reason shown in the report.
+
+    `kind` classifies it for callers that report by category: not_image, too_large or corrupt.
+    """
+
+    def __init__(self, reason: str, kind: str = "corrupt") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 def process_item(item: Item, out_root: Path, rel_stem: str) -> dict[str, Any]:
@@ -73,7 +80,7 @@ def process_item(item: Item, out_root: Path, rel_stem: str) -> dict[str, Any]:
         if isinstance(item.source, np.ndarray):
             img, keep_bytes, note = _from_array(item.source), None, None
         else:
-            img, keep_bytes, note = _decode(item.source)
+            img, keep_bytes, note = decode_image(item.source)
         arr = np.asarray(img)
         if keep_bytes is not None:
             data, ext = keep_bytes
@@ -113,8 +120,13 @@ def _read(source: Path | bytes) -> bytes:
         raise Rejected(f"unreadable file: {e.strerror or e}") from e
 
 
-def _decode(source: Path | bytes) -> tuple[Image.Image, tuple[bytes, str] | None, str | None]:
-    """Decode fully; return (RGB image, original bytes+ext if they can be kept, conversion note)."""
+def decode_image(
+    source: Path | bytes,
+) -> tuple[Image.Image, tuple[bytes, str] | None, str | None]:
+    """Decode fully; return (RGB image, original bytes+ext if they can be kept, conversion note).
+
+    Raises Rejected (with its `kind`) for anything the importer would skip.
+    """
     data = _read(source)
     if not data:
         raise Rejected("empty file (0 bytes)")
@@ -153,15 +165,16 @@ def _open_checked(data: bytes) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
-        raise Rejected(f"too large to decode safely (decompression bomb?): {e}") from e
+        raise Rejected(f"too large to decode safely (decompression bomb?): {e}", "too_large") from e
     except UnidentifiedImageError as e:
-        raise Rejected("not an image (unrecognised format)") from e
+        raise Rejected("not an image (unrecognised format)", "not_image") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise Rejected(f"cannot decode: {e}") from e
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise Rejected(
-            f"too large: {w}x{h} = {w * h:,} pixels exceeds the {MAX_PIXELS:,} limit (decompression bomb?)"
+            f"too large: {w}x{h} = {w * h:,} pixels exceeds the {MAX_PIXELS:,} limit (decompression bomb?)",
+            "too_large",
         )
     if w < 1 or h < 1:
         raise Rejected(f"invalid size {w}x{h}")
