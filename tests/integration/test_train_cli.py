@@ -133,23 +133,43 @@ def test_scratch_is_deterministic_with_a_seed(tiny_dataset: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tiny_dataset: Path, tmp_path: Path) -> None:
-    """gloo on CPU: 2 processes x 8 = 1 process x 16 per step; same quality within noise."""
+    """gloo on CPU: 2 processes x 10 images = 1 process x 20 per step; the same quality."""
 
     def run(name: str, devices: int) -> dict:
-        args = ["train", str(tiny_dataset), "--out", str(tmp_path / name), "--mode", "scratch",
-                "--model", "cnn1", "--image-shape", "1,28,28", "--epochs", "4", "--seed", "0",
-                "--batch-size", "16", "--devices", str(devices), "--augmentation", "none",
-                "-p", "early_stopping=0", "--json"]  # fmt: skip
+        args = _ft_args(tiny_dataset, tmp_path / name, tmp_path / "cache", "--epochs", "4",
+                        "--devices", str(devices), "--json")  # fmt: skip
+        args.remove("--quiet")
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     one, two = run("one", 1), run("two", 2)
-    assert two["devices"] == 2 and one["devices"] == 1
+    assert (one["devices"], two["devices"]) == (1, 2)
     rows1 = list(csv.DictReader((tmp_path / "one" / "metrics.csv").open()))
     rows2 = list(csv.DictReader((tmp_path / "two" / "metrics.csv").open()))
     assert len(rows1) == len(rows2) == 4
-    # Only dropout masks differ between the two; losses track each other closely.
+    # Same init, data order and global batch; only per-process batch-norm statistics and
+    # dropout masks differ, so the curves track each other and end at the same quality.
     for r1, r2 in zip(rows1, rows2):
-        assert float(r2["train_loss"]) == pytest.approx(float(r1["train_loss"]), rel=0.1)
-    assert abs(one["best"]["val_accuracy"] - two["best"]["val_accuracy"]) <= 0.15
+        assert float(r2["train_loss"]) == pytest.approx(float(r1["train_loss"]), rel=0.15)
+    assert one["best"]["val_accuracy"] >= 0.75
+    assert abs(one["best"]["val_accuracy"] - two["best"]["val_accuracy"]) <= 0.1
+
+
+@pytest.mark.slow
+def test_auto_reports_what_it_tried(tiny_dataset: Path, tmp_path: Path) -> None:
+    args = _ft_args(tiny_dataset, tmp_path / "auto", tmp_path / "cache", "--mode", "auto",
+                    "--epochs", "1", "--json")  # fmt: skip
+    args.remove("--quiet")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout.strip().splitlines()[-1])
+    tried = card["auto"]["tried"]
+    assert [(t["mode"], t["model"]) for t in tried] == [
+        ("quick", "efficientnet_lite0"),
+        ("finetune", "efficientnet_lite0"),
+    ]
+    assert card["mode"] == "auto"
+    assert card["best"]["val_accuracy"] == max(t["val_accuracy"] for t in tried)
+    assert {p.name for p in (tmp_path / "auto").iterdir()} >= RUN_FILES
+    load_run(tmp_path / "auto")

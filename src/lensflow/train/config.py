@@ -64,8 +64,9 @@ class TrainConfig:
     workers: int = 0  # (int) decode processes; 0 = all cores
     flip_tta: bool = True  # (bool) average features of the image and its mirror (quick, finetune)
     views: int = 4  # (int) augmented views cached per training image (CPU finetune)
-    trainable_blocks: int = 5  # (int) last EfficientNet blocks fine-tuned on CPU; -1 = all
-    backbone_lr_factor: float = 0.1  # (float) LR of fine-tuned blocks relative to the head
+    trainable_blocks: int = 2  # (int) last EfficientNet blocks fine-tuned on CPU; -1 = all
+    head_init: str = "probe"  # probe (fit the head on frozen features first) | random
+    backbone_lr_factor: float = 0.3  # (float) LR of fine-tuned blocks relative to the head
     val_fraction: float = 0.2  # (float) held out from train when the dataset has no validation
     cache_dir: Path | None = None  # feature/activation cache; default ~/.cache/lensflow
     quiet: bool = False
@@ -77,6 +78,7 @@ class TrainConfig:
         check_choice("augmentation_type", self.augmentation_type, AUGMENTATIONS)
         check_choice("precision_dtype", self.precision_dtype, PRECISIONS)
         check_choice("class_weights", self.class_weights, ("none", "auto"))
+        check_choice("head_init", self.head_init, ("probe", "random"))
         for name in ("epochs", "mini_batch_size", "checkpoint_frequency", "top_k", "devices"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

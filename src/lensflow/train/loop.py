@@ -25,11 +25,12 @@ from lensflow.errors import TrainError
 from lensflow.progress import make_progress
 from lensflow.train.checkpoint import checkpoint_dict, read_checkpoint, save_checkpoint
 from lensflow.train.config import TrainConfig
+from lensflow.train.features import auto_threads
 from lensflow.train.run import RunContext, class_weights
 from lensflow.train.tasks import _generator, autocast, make_task
 
 # Default peak LR of the head when learning_rate is 0, by (optimizer family, pretrained).
-DEFAULT_LR = {("adam", True): 2e-3, ("adam", False): 2e-3, ("sgd", True): 0.05, ("sgd", False): 0.1}
+DEFAULT_LR = {("adam", True): 1e-3, ("adam", False): 2e-3, ("sgd", True): 0.05, ("sgd", False): 0.1}
 
 
 def default_lr(config: TrainConfig) -> float:
@@ -125,6 +126,8 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
     device = _device(rank)
+    if not distributed:
+        torch.set_num_threads(auto_threads())
     torch.manual_seed(config.seed)
     task = make_task(ctx, device)
     module: nn.Module = task.module
@@ -152,6 +155,15 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
         state.update(ckpt["loop"])
         if state["epoch"] >= state["planned_epochs"]:
             state["planned_epochs"] = config.epochs  # resuming a finished run: train further
+    if state["epoch"] == 0 and getattr(task, "probe_val_acc", None) is not None:
+        # Epoch 0 is the linear-probe head on frozen features: fine-tuning must beat it.
+        acc, top_k = _val_scores(task, config)[1:]
+        state.update(best_acc=acc, best_epoch=0, best_top_k=top_k)
+        if rank == 0:
+            save_checkpoint(
+                ctx.stage / "best.pt",
+                checkpoint_dict(ctx.model, data.classes, data.preprocess, 0, config),
+            )
     setup_seconds = ctx.elapsed()
     budget_left = config.time_budget - setup_seconds - state["train_seconds"]
     deadline = time.monotonic() + budget_left
@@ -165,11 +177,7 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
                 task, module, optimizer, config, state, epoch, steps_per_epoch, weight, rank,
                 world, device, progress,
             )  # fmt: skip
-            logits, y = task.val_logits()
-            val_loss = float(F.cross_entropy(logits, y))
-            val_acc = float((logits.argmax(1) == y).float().mean())
-            k = min(config.top_k, logits.shape[1])
-            top_k = float((logits.topk(k, 1).indices == y[:, None]).any(1).float().mean())
+            val_loss, val_acc, top_k = _val_scores(task, config)
             seconds = time.monotonic() - t0
             state["train_seconds"] += seconds
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -270,7 +278,21 @@ def _one_epoch(
             advance=len(chunk),
             rate=f"loss {loss_sum / seen:.3f} acc {correct / seen:.1%} {rate:,.0f} img/s",
         )
+    if world > 1:  # report the global numbers, not rank 0's share
+        totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64)
+        dist.all_reduce(totals)
+        loss_sum, correct, seen = totals.tolist()
+        seen /= world  # callers multiply by world for images/s
+        loss_sum, correct = loss_sum / world, correct / world
     return loss_sum / max(seen, 1), correct / max(seen, 1), int(seen)
+
+
+def _val_scores(task: Any, config: TrainConfig) -> tuple[float, float, float]:
+    """Validation (loss, accuracy, top-k accuracy)."""
+    logits, y = task.val_logits()
+    k = min(config.top_k, logits.shape[1])
+    top_k = float((logits.topk(k, 1).indices == y[:, None]).any(1).float().mean())
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean()), top_k
 
 
 def _last(

@@ -22,6 +22,8 @@ from lensflow.train.augment import augment_batch, to_input
 from lensflow.train.features import cache_key, cache_root, onnx_session, run_cached, state_digest
 from lensflow.train.run import RunContext
 
+CACHE_BUDGET_SHARE = 0.4
+
 
 def _generator(*seeds: int) -> torch.Generator:
     g = torch.Generator()
@@ -62,7 +64,46 @@ class CachedTailTask:
         self.n_train = len(self.train_rows)
         self.views = max(2, config.views)
         self.clean, self.flipped = self._cache_all_rows()
-        self.augmented = [self._cache_augmented(v) for v in range(2, self.views)]
+        self.augmented: list[np.ndarray] = []
+        for v in range(2, self.views):
+            # Views are worth less than epochs once caching has eaten 40% of the budget.
+            if ctx.elapsed() > CACHE_BUDGET_SHARE * config.time_budget:
+                ctx.warn(f"time budget: cached {v} of {self.views} views")
+                break
+            self.augmented.append(self._cache_augmented(v))
+        self.views = 2 + len(self.augmented)
+        if config.head_init == "probe":
+            self._probe_head()
+
+    def _probe_head(self) -> None:
+        """Linear probe first, then fine-tune (LP-FT): the head starts where quick mode ends, so
+        fine-tuning refines good features instead of tearing them up with a random head."""
+        from lensflow.train.probe import fit_probe
+        from lensflow.train.run import class_weights
+
+        data, m = self.ctx.data, self.ctx.model
+        feats = self._features(np.arange(len(data.reader)))
+        cw = class_weights(data) if self.ctx.config.class_weights == "auto" else None
+        y = data.labels
+        probe = fit_probe(feats[data.train_idx], y[data.train_idx], feats[data.val_idx],
+                          y[data.val_idx], len(data.classes), cw)  # fmt: skip
+        with torch.no_grad():
+            m._fc.weight.copy_(probe.weight)
+            m._fc.bias.copy_(probe.bias)
+        self.probe_val_acc = probe.best["val_acc"]
+
+    @torch.no_grad()
+    def _features(self, rows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Pooled features (mirror-averaged when flip_tta) of pack rows from the caches."""
+        self.tail.eval()
+        out = []
+        for s in range(0, len(rows), batch_size):
+            r = rows[s : s + batch_size]
+            f = self.tail.features(torch.from_numpy(self.clean[r]).float())
+            if self.ctx.model.flip_tta:
+                f = (f + self.tail.features(torch.from_numpy(self.flipped[r]).float())) / 2
+            out.append(f.numpy())
+        return np.concatenate(out)
 
     # -- caches --------------------------------------------------------------------------------
     def _frozen_key(self) -> str:
@@ -167,17 +208,10 @@ class CachedTailTask:
         return x, y
 
     @torch.no_grad()
-    def val_logits(self, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        self.tail.eval()
+    def val_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.ctx.data.val_idx
-        out = []
-        for s in range(0, len(rows), batch_size):
-            r = rows[s : s + batch_size]
-            f = self.tail.features(torch.from_numpy(self.clean[r]).float())
-            if self.ctx.model.flip_tta:
-                f = (f + self.tail.features(torch.from_numpy(self.flipped[r]).float())) / 2
-            out.append(self.ctx.model.forward_head(f))
-        return torch.cat(out), torch.from_numpy(self.ctx.data.labels[rows])
+        logits = self.ctx.model.forward_head(torch.from_numpy(self._features(rows)))
+        return logits, torch.from_numpy(self.ctx.data.labels[rows])
 
 
 class FullTask:

@@ -145,3 +145,21 @@ def test_lite0_exports_to_onnx_with_matching_outputs() -> None:
         ref = model(x).numpy()
     assert logits.shape == (3, 4) and feats.shape == (3, 1280)
     np.testing.assert_allclose(logits, ref, atol=1e-4)
+
+
+def test_lite0_multiscale_and_mirror_features() -> None:
+    """multiscale appends the pooled last block (320); flip_tta averages with the mirror image."""
+    torch.manual_seed(0)
+    plain = create_model("efficientnet_lite0", 3).eval()
+    both = create_model("efficientnet_lite0", 3, multiscale=True, flip_tta=True).eval()
+    assert both.feature_dim == 1600 and both._fc.in_features == 1600
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        f = both.forward_features(x)
+        mirrored = both.forward_features(x.flip(3))
+        base = plain.forward_features(x)
+    assert torch.allclose(f, mirrored, atol=1e-4)  # mirror-invariant by construction
+    plain.flip_tta = True
+    with torch.no_grad():
+        assert torch.allclose(f[:, :1280], plain.forward_features(x), atol=1e-5)
+    assert not torch.allclose(base, f[:, :1280], atol=1e-3)
