@@ -22,7 +22,7 @@ class PredictConfig:
     images: tuple[Path, ...]
     top_k: int = 5
     threads: int | None = None  # onnxruntime intra-op threads; default: all cores
-    batch_size: int = 32
+    batch_size: int = 4
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
@@ -107,7 +107,7 @@ def predict_cmd(
     images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many labels to show per image."),
     threads: int | None = typer.Option(None, help="onnxruntime threads (default: all cores)."),
-    batch_size: int = typer.Option(32, help="Images per model call."),
+    batch_size: int = typer.Option(4, help="Images per model call (small chunks stay in cache)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
 ) -> None:
     """Classify images with a bundle: a table, or JSON lines with --json.
