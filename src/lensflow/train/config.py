@@ -48,6 +48,8 @@ class TrainConfig:
     use_pretrained_model: bool = True  # (bool) ImageNet weights where the model has them
     augmentation_type: str = "crop_color"  # none | crop | crop_color | crop_color_transform
     label_smoothing: float = 0.1  # (float) cross-entropy label smoothing
+    mixup: float = 0.0  # (float) mixup Beta(a, a) strength; 0 = off
+    freeze_bn: bool = True  # (bool) keep pretrained batch-norm statistics when fine-tuning
     early_stopping: bool = True  # (bool) stop when validation accuracy stops improving
     early_stopping_min_epochs: int = 5  # (int) never stop before this epoch
     early_stopping_patience: int = 4  # (int) epochs without improvement before stopping
@@ -82,7 +84,7 @@ class TrainConfig:
         for name in ("epochs", "mini_batch_size", "checkpoint_frequency", "top_k", "devices"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("learning_rate", "weight_decay", "warmup_epochs", "limit_per_class"):
+        for name in ("learning_rate", "weight_decay", "warmup_epochs", "limit_per_class", "mixup"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:

@@ -30,7 +30,7 @@ from lensflow.train.run import RunContext, class_weights
 from lensflow.train.tasks import _generator, autocast, make_task
 
 # Default peak LR of the head when learning_rate is 0, by (optimizer family, pretrained).
-DEFAULT_LR = {("adam", True): 1e-3, ("adam", False): 2e-3, ("sgd", True): 0.05, ("sgd", False): 0.1}
+DEFAULT_LR = {("adam", True): 3e-4, ("adam", False): 2e-3, ("sgd", True): 0.05, ("sgd", False): 0.1}
 
 
 def default_lr(config: TrainConfig) -> float:
@@ -259,12 +259,23 @@ def _one_epoch(
         factor = lr_factor(config, state["step"], steps_per_epoch, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        x, y = task.train_batch(local, _generator(config.seed, epoch, i, rank))
+        g = _generator(config.seed, epoch, i, rank)
+        x, y = task.train_batch(local, g)
+        lam, partner = 1.0, None
+        if config.mixup > 0 and len(y) > 1:
+            # mixup (on cached activations for the tail task: "manifold mixup")
+            lam = float(torch.distributions.Beta(config.mixup, config.mixup).sample())
+            partner = torch.randperm(len(y), generator=g).to(device)
+            x = lam * x + (1 - lam) * x[partner]
         with autocast(config, device):
             logits = module(x)
         loss = F.cross_entropy(
             logits.float(), y, weight=weight, label_smoothing=config.label_smoothing
         )
+        if partner is not None:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(
+                logits.float(), y[partner], weight=weight, label_smoothing=config.label_smoothing
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -185,6 +185,11 @@ class CachedTailTask:
 
     def set_train(self, training: bool) -> None:
         self.tail.train(training)
+        if training and self.ctx.config.freeze_bn:
+            # Keep ImageNet batch-norm statistics: batches of cached views are small and skewed.
+            for mod in self.tail.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.eval()
 
     def train_batch(
         self, positions: np.ndarray, g: torch.Generator
