@@ -105,6 +105,8 @@ def train_command(
     if resume and config is None and not param and not flags:
         cfg = _resumed_config(cfg)
     card = train(cfg, resume=resume, overwrite=overwrite)
+    if not card:  # a non-zero torchrun rank: rank 0 reports
+        return
     if as_json:
         typer.echo(json.dumps(card, default=str))
         return
