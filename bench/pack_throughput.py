@@ -5,7 +5,8 @@
 Imports SRC once (not timed), then times:
 - baseline: one process, for every image PIL open -> convert("RGB") -> resize (shorter side
   256) + center crop 224 -> save as JPEG (quality 95, im2rec's default) into a folder;
-- lensflow: `pack_dataset(size=224, resize=256)`, same pixels as the baseline's resize, written
+- lensflow: `pack_dataset(size=224, resize=256)`, the same geometry as the baseline (resampling
+  only the region the crop keeps), written
   to the memory-mapped pack with `--workers` processes.
 Prints one JSON line: images, seconds and images/s of both, the speed-up ratio, and the CPU
 seconds of each (workers included) so runs on a busy machine can still be compared.
@@ -42,7 +43,14 @@ def naive_loop(paths: list[Path], out: Path, pp: Preprocess) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(paths):
         img = Image.open(path).convert("RGB")
-        img = pp.resize_crop(img)
+        # The plain way: resize the whole image (shorter side), then crop the center.
+        w, h = img.size
+        s = pp.resize / min(w, h)
+        img = img.resize(
+            (max(pp.resize, round(w * s)), max(pp.resize, round(h * s))), Image.BICUBIC
+        )
+        left, top = (img.width - pp.input_size) // 2, (img.height - pp.input_size) // 2
+        img = img.crop((left, top, left + pp.input_size, top + pp.input_size))
         img.save(out / f"{i:06d}.jpg", quality=95)
 
 
