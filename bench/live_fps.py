@@ -5,8 +5,8 @@ DeepLens, the camera of the seed story, classified 3-4 frames/s.
 
 Baseline, in the same run: the naive loop people write first, one frame at a time in one thread:
 cv2 read -> BGR->RGB -> PIL -> `Predictor.predict` (PIL resize + bicubic crop) -> paho publish.
-The pipeline: `run_live` (reader thread decoding and preprocessing with OpenCV while onnxruntime
-classifies the previous frame; MqttClient's sender thread publishing) with every frame classified.
+The pipeline: `run_live` (a reader thread decoding and applying the bundle's Preprocess while
+onnxruntime classifies the previous frame; MqttClient's sender thread publishing) with every frame classified.
 
 The classifier: EfficientNet-Lite0 (ImageNet weights) with a logistic-regression head fitted on
 the bundled clothing sample, exported by lensflow's exporter (fp32, and static int8 calibrated on
