@@ -12,7 +12,6 @@ import asyncio
 import csv
 import hmac
 import io
-import ipaddress
 import json
 import secrets
 import shutil
@@ -37,6 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from lensflow.errors import StudioError
+from lensflow.serve.config import is_loopback
 from lensflow.studio import pages
 from lensflow.studio.jobs import MODES, JobWorker, check_trainable
 from lensflow.studio.store import BUSY, Store
@@ -62,15 +62,6 @@ class NotFound(StudioError):
 
 class Conflict(StudioError):
     status = 409
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_security(config: StudioConfig) -> None:
