@@ -33,6 +33,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from lensflow.errors import StudioError
@@ -161,7 +162,8 @@ def create_app(config: StudioConfig) -> FastAPI:
         if config.start_worker:
             await asyncio.to_thread(worker.stop)
 
-    app = FastAPI(
+    # FastAPIOffline serves the Swagger UI assets from the package: /docs works with no internet.
+    app = FastAPIOffline(
         title="lensflow Studio",
         description="Make an image classifier from the browser: create a model, upload photos "
         "per category, train, test, download the bundle.",

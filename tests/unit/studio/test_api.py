@@ -303,3 +303,16 @@ def test_chunked_uploads_without_length_are_refused(client: TestClient) -> None:
         headers={"Content-Type": "image/jpeg"},
     )
     assert r.status_code == 411 and "Content-Length" in r.json()["detail"]
+
+
+def test_api_docs_work_offline(client: TestClient) -> None:
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and not [a for a in assets if a.startswith(("http://", "https://", "//"))]
+    for asset in assets:
+        if asset.endswith((".js", ".css")):
+            assert client.get(asset).status_code == 200, asset
+    assert client.get("/openapi.json").json()["info"]["title"] == "lensflow Studio"
