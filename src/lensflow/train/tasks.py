@@ -82,10 +82,19 @@ class CachedTailTask:
         from lensflow.train.run import class_weights
 
         data, m = self.ctx.data, self.ctx.model
-        feats = self._features(np.arange(len(data.reader)))
         cw = class_weights(data) if self.ctx.config.class_weights == "auto" else None
         y = data.labels
-        probe = fit_probe(feats[data.train_idx], y[data.train_idx], feats[data.val_idx],
+        # Train on the mirror-averaged features plus each augmented view: more samples per
+        # class for the probe, which matters most in few-shot runs.
+        train_x = [self._features(data.train_idx)]
+        with torch.no_grad():
+            for view in self.augmented:
+                train_x.append(np.concatenate([
+                    self.tail.features(torch.from_numpy(np.asarray(view[s : s + 256], np.float32))).numpy()
+                    for s in range(0, len(view), 256)
+                ]))  # fmt: skip
+        train_y = np.concatenate([y[data.train_idx]] * len(train_x))
+        probe = fit_probe(np.concatenate(train_x), train_y, self._features(data.val_idx),
                           y[data.val_idx], len(data.classes), cw)  # fmt: skip
         with torch.no_grad():
             m._fc.weight.copy_(probe.weight)
