@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +134,9 @@ def _fill(images_path: Path, paths: list[str], pp: Preprocess, workers: int, qui
             for start, chunk in chunks:
                 advance(_pack_chunk(images_path, start, chunk, pp))
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Threads, not processes: Pillow releases the GIL while decoding and resampling, and
+        # threads share the memory map with no worker start-up or pickling cost.
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(_pack_chunk, images_path, s, c, pp) for s, c in chunks]
             for future in as_completed(futures):
                 advance(future.result())
