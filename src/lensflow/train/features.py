@@ -29,7 +29,7 @@ CACHE_VERSION = 1
 
 
 def auto_threads() -> int:
-    """Threads for torch and ONNX Runtime: all cores, or half when the machine is already busy.
+    """Threads for torch and ONNX Runtime: all cores, or half when the machine is overloaded.
 
     Measured on a shared 2-core machine (load average 8): a training step ran 2-3x faster on
     1 thread than on 2, because every op waits for its slowest thread and busy cores deschedule
@@ -40,7 +40,9 @@ def auto_threads() -> int:
         load = os.getloadavg()[0]
     except OSError:
         return cores
-    return cores if load < 0.75 * cores else max(1, cores // 2)
+    # Only a heavily oversubscribed machine: the 1-minute average also counts our own recent work,
+    # so a lower threshold would halve the threads right after any earlier job.
+    return cores if load < 2 * cores else max(1, cores // 2)
 
 
 def cache_root(cache_dir: Path | None) -> Path:
