@@ -151,7 +151,10 @@ def _print_table(paths: list[Path], preds: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("image", "label", "probability", "top-k")
+    table = Table()
+    table.add_column("image", overflow="fold")  # paths wrap rather than being cut off
+    for name in ("label", "probability", "top-k"):
+        table.add_column(name, no_wrap=name != "top-k")
     for p, pred in zip(paths, preds, strict=True):
         top = ", ".join(f"{lab} {prob:.0%}" for lab, prob in pred.top_k[1:])
         table.add_row(str(p), pred.label, f"{pred.probability:.1%}", top)
