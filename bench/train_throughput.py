@@ -99,7 +99,7 @@ def main() -> None:
         ds_dir = Path(tmp) / "clothing"
         import_dataset(ImportConfig(src=CLOTHING, out=ds_dir), quiet=True)
         config = build_config({
-            "dataset": ds_dir, "out": Path(tmp) / "run", "limit_per_class": args.per_class,
+            "dataset": ds_dir, "model": "efficientnet_lite0", "out": Path(tmp) / "run", "limit_per_class": args.per_class,
             "cache_dir": Path(tmp) / "cache", "quiet": True, "mini_batch_size": args.batch,
         })  # fmt: skip
         ft_rates, build, n = finetune_epochs(config, args.epochs, args.batch)

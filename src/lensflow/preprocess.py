@@ -5,7 +5,9 @@ training, evaluation, export and every inference path apply exactly the same ste
 
 1. decode to RGB (or L when channels == 1), EXIF orientation applied;
 2. resize so the shorter side is `resize` (interpolation as given), then center-crop
-   `input_size` x `input_size` (crop="center"), or resize straight to the square (crop="none");
+   `input_size` x `input_size` (crop="center"), or resize straight to the square (crop="none"),
+   or letterbox (crop="pad": the longer side to `input_size`, centred on a square filled with
+   the mean colour, so the whole photo is seen undistorted);
 3. scale: (pixel - mean) / std per channel, pixel values in 0..255 units; layout NCHW float32.
 """
 
@@ -30,6 +32,8 @@ _INTERPOLATION = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 
+CROPS = ("center", "none", "pad")
+
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | Image.Image | np.ndarray
 
 
@@ -37,15 +41,15 @@ ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | Image.Ima
 class Preprocess:
     input_size: int = 224  # side of the square the model sees
     resize: int = 256  # shorter side before the center crop
-    crop: str = "center"  # "center" | "none" (squash to input_size x input_size)
+    crop: str = "center"  # "center" | "none" (squash to the square) | "pad" (letterbox)
     mean: tuple[float, ...] = (127.5, 127.5, 127.5)  # per channel, 0..255 units
     std: tuple[float, ...] = (127.5, 127.5, 127.5)  # per channel, 0..255 units
     interpolation: str = "bicubic"
     channels: int = 3  # 1 for grayscale small-image models
 
     def __post_init__(self) -> None:
-        if self.crop not in ("center", "none"):
-            raise ConfigError(f"crop must be 'center' or 'none', not {self.crop!r}")
+        if self.crop not in CROPS:
+            raise ConfigError(f"crop must be one of {', '.join(CROPS)}, not {self.crop!r}")
         if self.interpolation not in _INTERPOLATION:
             raise ConfigError(
                 f"interpolation must be one of {sorted(_INTERPOLATION)}, not {self.interpolation!r}"
@@ -84,6 +88,8 @@ class Preprocess:
         method = _INTERPOLATION[self.interpolation]
         if self.crop == "none":
             return img.resize((self.input_size, self.input_size), method)
+        if self.crop == "pad":
+            return self._letterbox(img, method)
         w, h = img.size
         scale = self.resize / min(w, h)
         nw, nh = max(self.resize, round(w * scale)), max(self.resize, round(h * scale))
@@ -96,6 +102,17 @@ class Preprocess:
         sx, sy = w / nw, h / nh
         box = (left * sx, top * sy, (left + self.input_size) * sx, (top + self.input_size) * sy)
         return img.resize((self.input_size, self.input_size), method, box=box)
+
+    def _letterbox(self, img: Image.Image, method: Image.Resampling) -> Image.Image:
+        w, h = img.size
+        side = self.input_size
+        scale = side / max(w, h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        # The mean colour normalises to ~0: the padding adds (almost) nothing to pooled features.
+        fill = tuple(round(m) for m in self.mean)
+        canvas = Image.new(img.mode, (side, side), fill[0] if self.channels == 1 else fill)
+        canvas.paste(img.resize((nw, nh), method), ((side - nw) // 2, (side - nh) // 2))
+        return canvas
 
     def to_uint8(self, image: ImageInput) -> np.ndarray:
         """Steps 1-2 as a uint8 HWC array (H = W = input_size, C = channels)."""

@@ -92,6 +92,7 @@ def test_run_without_tiny_copy_is_untouched(tiny_run: Path, tmp_path: Path) -> N
 def _ft_args(dataset: Path, out: Path, cache: Path, *extra: str) -> list[str]:
     # A small finetune: last block + head on cached activations of 2 views, batch 20.
     return ["train", str(dataset), "--out", str(out), "--cache-dir", str(cache), "--quiet",
+            "--model", "efficientnet_lite0",
             "--batch-size", "20", "-p", "trainable_blocks=1", "-p", "views=2",
             "-p", "early_stopping=0", *extra]  # fmt: skip
 
@@ -167,7 +168,7 @@ def test_auto_reports_what_it_tried(tiny_dataset: Path, tmp_path: Path) -> None:
     tried = card["auto"]["tried"]
     assert [(t["mode"], t["model"]) for t in tried] == [
         ("quick", "efficientnet_lite0"),
-        ("finetune", "efficientnet_lite0"),
+        ("finetune", "efficientnet_lite_ensemble"),  # finetune's CPU default
     ]
     assert card["mode"] == "auto"
     assert card["best"]["val_accuracy"] == max(t["val_accuracy"] for t in tried)

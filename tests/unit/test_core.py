@@ -57,6 +57,24 @@ def test_preprocess_center_crop_and_scale():
         Preprocess.from_dict({**pp.to_dict(), "sise": 3})
 
 
+def test_preprocess_pad_letterboxes_the_whole_photo():
+    """crop="pad": the longer side fills the square, centred; the rest is the mean colour (0)."""
+    pp = Preprocess(input_size=8, resize=8, crop="pad", mean=(127.5,) * 3, std=(127.5,) * 3)
+    img = Image.new("RGB", (16, 8), (255, 0, 255))  # 2:1 landscape -> 8 x 4 band in the middle
+    arr = pp.to_uint8(img)
+    assert arr.shape == (8, 8, 3)
+    assert (arr[2:6] == (255, 0, 255)).all()  # the whole photo, undistorted
+    assert (arr[:2] == 128).all() and (arr[6:] == 128).all()  # mean-coloured bars
+    x = pp(img)
+    assert np.abs(x[:, 0]).max() < 0.01  # padding normalises to ~0
+    tall = pp.to_uint8(Image.new("RGB", (4, 8), (0, 255, 0)))
+    assert (tall[:, 2:6] == (0, 255, 0)).all() and (tall[:, :2] == 128).all()
+    grey = Preprocess(input_size=8, resize=8, crop="pad", mean=(127.5,), std=(127.5,), channels=1)
+    assert grey.to_uint8(img).shape == (8, 8, 1)
+    with pytest.raises(ConfigError, match="crop must be one of center, none, pad"):
+        Preprocess(crop="letterbox")
+
+
 def test_to_pil_rejects_garbage_with_reason():
     with pytest.raises(LensflowError, match="cannot decode"):
         to_pil(b"not an image")

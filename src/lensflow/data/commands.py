@@ -117,6 +117,9 @@ def pack_command(
     center_crop: bool = typer.Option(
         True, "--center-crop/--no-center-crop", help="Center crop, or squash to size x size."
     ),
+    crop: str | None = typer.Option(
+        None, "--crop", help="center | none (squash) | pad (letterbox); overrides --center-crop."
+    ),
     interpolation: str = typer.Option("bicubic", "--interpolation", help="bicubic|bilinear|..."),
     workers: int = typer.Option(0, "--workers", "-j", help="Decode processes (0 = all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -132,7 +135,7 @@ def pack_command(
 
     start = time.perf_counter()
     out = pack_dataset(
-        dataset, size, resize, center_crop, workers, interpolation, quiet=quiet or as_json
+        dataset, size, resize, crop or center_crop, workers, interpolation, quiet=quiet or as_json
     )
     seconds = time.perf_counter() - start
     reader = PackedReader(out)

@@ -45,7 +45,7 @@ class PackConfig:
     dataset: Path
     size: int = 224  # side of the stored square
     resize: int | None = None  # shorter side before the crop; default size / 0.875 (224 -> 256)
-    center_crop: bool = True  # False: squash the whole image to size x size
+    center_crop: bool | str = True  # False: squash to size x size; or a crop mode ("pad")
     interpolation: str = "bicubic"
     workers: int = 0  # decode processes; 0 = all cores
 
@@ -53,16 +53,24 @@ class PackConfig:
         if self.size < 1:
             raise DataError(f"--size must be >= 1, got {self.size}")
         resize = (
-            self.resize if self.resize is not None else default_resize(self.size, self.center_crop)
+            self.resize
+            if self.resize is not None
+            else default_resize(self.size, self.crop_mode == "center")
         )
         if resize < self.size:
             raise DataError(f"--resize ({resize}) must be >= --size ({self.size})")
         return Preprocess(
             input_size=self.size,
             resize=resize,
-            crop="center" if self.center_crop else "none",
+            crop=self.crop_mode,
             interpolation=self.interpolation,
         )
+
+    @property
+    def crop_mode(self) -> str:
+        if isinstance(self.center_crop, str):
+            return self.center_crop
+        return "center" if self.center_crop else "none"
 
 
 def default_resize(size: int, center_crop: bool = True) -> int:
@@ -77,7 +85,7 @@ def pack_dataset(
     path: str | os.PathLike[str] | Dataset,
     size: int = 224,
     resize: int | None = None,
-    center_crop: bool = True,
+    center_crop: bool | str = True,
     workers: int = 0,
     interpolation: str = "bicubic",
     quiet: bool = False,
@@ -217,7 +225,7 @@ def ensure_packed(
     dataset: str | os.PathLike[str] | Dataset,
     size: int = 224,
     resize: int | None = None,
-    center_crop: bool = True,
+    center_crop: bool | str = True,
     workers: int = 0,
     interpolation: str = "bicubic",
     quiet: bool = False,

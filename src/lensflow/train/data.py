@@ -49,7 +49,7 @@ def load_train_data(config: TrainConfig, preprocess: Preprocess) -> TrainData:
         dataset,
         size=preprocess.input_size,
         resize=preprocess.resize,
-        center_crop=preprocess.crop == "center",
+        center_crop=preprocess.crop,
         workers=config.workers,
         interpolation=preprocess.interpolation,
         quiet=config.quiet,

@@ -9,6 +9,7 @@ validation accuracy is exactly that model's accuracy on the validation images.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,8 @@ from lensflow.train.probe import fit_probe
 from lensflow.train.run import RunContext, class_weights
 
 
-def backbone_features(ctx: RunContext) -> np.ndarray:
-    """`forward_features` of every pack row (cached), float32 (N, D)."""
+def backbone_features(ctx: RunContext, rows: np.ndarray | None = None) -> np.ndarray:
+    """`forward_features` of pack `rows` (default: all), cached; float32 (len(rows), D)."""
     model, data, config = ctx.model, ctx.data, ctx.config
     head = set(model.head_keys)
     backbone = {k: v for k, v in model.state_dict().items() if k not in head}
@@ -31,8 +32,11 @@ def backbone_features(ctx: RunContext) -> np.ndarray:
         weights=state_digest(backbone),
     )
     pre = data.preprocess
+    everything = rows is None or len(rows) == len(data.reader)
+    rows = np.arange(len(data.reader)) if rows is None else np.asarray(rows)
     key = cache_key(net=net_key, dataset=data.reader.dataset_hash, pack=data.reader.path.name,
-                    preprocess=pre.to_dict())  # fmt: skip
+                    preprocess=pre.to_dict(),
+                    rows=None if everything else hashlib.sha256(rows.tobytes()).hexdigest()[:16])  # fmt: skip
     root = cache_root(config.cache_dir)
     example = torch.zeros(1, pre.channels, pre.input_size, pre.input_size)
 
@@ -41,28 +45,34 @@ def backbone_features(ctx: RunContext) -> np.ndarray:
             model.forward_features, model, example, root / "onnx" / f"{net_key}.onnx"
         )
 
-    def batches(rows: np.ndarray) -> np.ndarray:
-        return pre.normalize(data.images(rows))
+    def batches(local: np.ndarray) -> np.ndarray:
+        return pre.normalize(data.images(rows[local]))
 
-    return run_cached(key, root / "features", len(data.reader), batches, session,
-                      "features", quiet=config.quiet)  # fmt: skip
+    # Large inputs (the 352 px ensemble) in smaller batches: ONNX Runtime's arena grows with them.
+    batch_size = 64 if pre.input_size <= 256 else 16
+    return run_cached(key, root / "features", len(rows), batches, session,
+                      "features", batch_size=batch_size, quiet=config.quiet)  # fmt: skip
 
 
-def run_quick(ctx: RunContext) -> dict[str, Any]:
+def run_quick(ctx: RunContext, select: str = "val") -> dict[str, Any]:
     data, model = ctx.data, ctx.model
-    feats = backbone_features(ctx)
+    # Only the rows this run uses: a few-shot sample of a big dataset embeds a few hundred images.
+    rows = np.union1d(data.train_idx, data.val_idx)
+    feats = backbone_features(ctx, rows)
+    train_x = feats[np.searchsorted(rows, data.train_idx)]
+    val_x = feats[np.searchsorted(rows, data.val_idx)]
     y = data.labels
     cw = class_weights(data) if ctx.config.class_weights == "auto" else None
     probe = fit_probe(
-        feats[data.train_idx], y[data.train_idx], feats[data.val_idx], y[data.val_idx],
-        len(data.classes), cw,
+        train_x, y[data.train_idx], val_x, y[data.val_idx],
+        len(data.classes), cw, select=select,
     )  # fmt: skip
     fc = getattr(model, model.head_keys[0].split(".")[0])
     with torch.no_grad():
         fc.weight.copy_(probe.weight)
         fc.bias.copy_(probe.bias)
     best = probe.best
-    val_logits = feats[data.val_idx] @ probe.weight.numpy().T + probe.bias.numpy()
+    val_logits = val_x @ probe.weight.numpy().T + probe.bias.numpy()
     top_k = topk_accuracy(val_logits, y[data.val_idx], ctx)
     seconds = ctx.elapsed()
     ckpt = checkpoint_dict(model, data.classes, data.preprocess, 1, ctx.config, probe_C=probe.C)
@@ -88,7 +98,14 @@ def run_quick(ctx: RunContext) -> dict[str, Any]:
         "curve_rows": probe.sweep,
         "curve_x": "C",
         "best": {"val_accuracy": best["val_acc"], "epoch": 1, f"val_top{ctx.config.top_k}": top_k},
-        "card": {"quick": {"C": probe.C, "sweep": probe.sweep, "feature_dim": feats.shape[1]}},
+        "card": {
+            "quick": {
+                "C": probe.C,
+                "C_chosen_by": "cross-validation on train" if select == "cv" else "validation",
+                "sweep": probe.sweep,
+                "feature_dim": feats.shape[1],
+            }
+        },
     }
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lensflow.config import config_to_dict, save_config
+from lensflow.data import load_dataset
 from lensflow.errors import ConfigError, TrainError
 from lensflow.io import write_card
 from lensflow.models import create_model, get_model_info
@@ -48,9 +49,31 @@ class RunContext:
         return time.monotonic() - self.started
 
 
-def resolve_model(config: TrainConfig, mode: str) -> tuple[str, dict[str, Any], bool]:
+DEFAULT_MODEL = "efficientnet_lite0"
+ENSEMBLE_MODEL = "efficientnet_lite_ensemble"
+# Images per second through the ensemble's features (both views, mirrored, ONNX Runtime) on a
+# 2-core laptop CPU; a slower machine simply falls back to Lite0 sooner.
+ENSEMBLE_IMAGES_PER_S = 13.0
+
+
+def default_model(config: TrainConfig, mode: str, n_images: int) -> str:
+    """The model when --model is not given.
+
+    finetune on a CPU: the Lite0 + Lite2 ensemble when its one pass over the images fits in
+    70 % of the time budget (the rest is the probe and the run files), else Lite0 with its cached
+    tail fine-tuning. Every other mode, and CUDA (full fine-tuning), starts from Lite0.
+    """
+    if mode != "finetune" or torch.cuda.is_available():
+        return DEFAULT_MODEL
+    seconds = n_images / ENSEMBLE_IMAGES_PER_S
+    return ENSEMBLE_MODEL if seconds <= 0.7 * config.time_budget else DEFAULT_MODEL
+
+
+def resolve_model(
+    config: TrainConfig, mode: str, n_images: int = 0
+) -> tuple[str, dict[str, Any], bool]:
     """(registry name, model kwargs, pretrained) from the config's SageMaker-style knobs."""
-    name = config.model
+    name = config.model or default_model(config, mode, n_images)
     if name == "resnet" or (config.num_layers and name.startswith("resnet")):
         name = f"resnet{config.num_layers or 18}"
     info = get_model_info(name)
@@ -68,11 +91,13 @@ def resolve_model(config: TrainConfig, mode: str) -> tuple[str, dict[str, Any], 
     if info.family == "efficientnet":
         # Measured on clothing-small: mirror averaging + the pooled last block add ~2 points.
         kwargs.update(flip_tta=config.flip_tta, multiscale=True)
+    elif info.family == "ensemble":
+        kwargs.update(flip_tta=config.flip_tta)
     pretrained = config.use_pretrained_model and mode != "scratch"
     if pretrained and not info.pretrained_available and config.weights is None and mode == "quick":
         raise ConfigError(
             f"quick mode trains only a head on frozen features, and {name} has no pretrained "
-            "weights; use --mode scratch, --weights PATH or --model efficientnet_lite0"
+            f"weights; use --mode scratch, --weights PATH or --model {DEFAULT_MODEL}"
         )
     return name, kwargs, pretrained
 
@@ -168,15 +193,26 @@ def _prepare_resume(out: Path, stage: Path) -> Path:
     raise TrainError(f"nothing to resume: neither {out}/last.pt nor {stage}/last.pt exists")
 
 
+def images_to_embed(config: TrainConfig) -> int:
+    """How many images a frozen-feature run computes features for (train sample + validation)."""
+    records = load_dataset(config.dataset).records
+    if not config.limit_per_class:
+        return len(records)
+    classes = {r.label for r in records}
+    val = sum(r.split == "validation" for r in records)
+    return min(len(records), config.limit_per_class * len(classes) + val)
+
+
 def make_context(config: TrainConfig, mode: str, stage: Path) -> RunContext:
-    name, kwargs, pretrained = resolve_model(config, mode)
+    n_images = 0 if config.model else images_to_embed(config)
+    name, kwargs, pretrained = resolve_model(config, mode, n_images)
     preprocess = get_model_info(name).preprocess_for(**kwargs)
     data = load_train_data(config, preprocess)
     torch.manual_seed(config.seed)  # the same initial head/weights in every process
     model = create_model(
         name, len(data.classes), pretrained=pretrained, weights=config.weights, **kwargs
     )
-    ctx = RunContext(replace(config, mode=mode), model, data, stage)
+    ctx = RunContext(replace(config, mode=mode, model=name), model, data, stage)
     for note in data.warnings:
         ctx.warn(note)
     return ctx
@@ -184,10 +220,12 @@ def make_context(config: TrainConfig, mode: str, stage: Path) -> RunContext:
 
 def run_mode(ctx: RunContext, resume: bool = False) -> dict[str, Any]:
     mode = ctx.config.mode
-    if mode == "quick":
+    frozen = getattr(ctx.model, "frozen_features_on_cpu", False) and not torch.cuda.is_available()
+    if mode == "quick" or (mode == "finetune" and frozen):
         from lensflow.train.quick import run_quick
 
-        result = run_quick(ctx)
+        # finetune picks C by cross-validation on train: its validation accuracy is unbiased.
+        result = run_quick(ctx, select="val" if mode == "quick" else "cv")
     else:
         from lensflow.train.loop import run_training
 

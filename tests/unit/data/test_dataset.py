@@ -75,3 +75,8 @@ def test_pack_pixels_equal_preprocess(tiny_dataset, tmp_path):
     assert squash.path != out and squash.images.shape == (80, 32, 32, 3)
     expected = np.asarray(Preprocess(32, 32, crop="none").resize_crop(to_pil(ds.records[3].path)))
     np.testing.assert_array_equal(squash[3][0], expected)
+    # Letterbox packs (the ensemble's input) store exactly what inference computes.
+    padded = ensure_packed(copy, size=40, center_crop="pad", workers=1, quiet=True)
+    assert padded.path.name == "40-40-pad-bicubic" and padded.images.shape == (80, 40, 40, 3)
+    expected = Preprocess(40, 40, crop="pad").to_uint8(ds.records[3].path)
+    np.testing.assert_array_equal(padded[3][0], expected)

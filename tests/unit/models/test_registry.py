@@ -14,6 +14,8 @@ from lensflow.models import create_model, get_model_info, list_models, load_weig
 # Rough parameter counts (millions, 10-class head) from the reference architectures.
 EXPECTED_PARAMS_M = {
     "efficientnet_lite0": 3.4,
+    "efficientnet_lite2": 4.8,
+    "efficientnet_lite_ensemble": 8.2,  # Lite0 + Lite2 without their ImageNet heads
     "resnet18": 11.2,
     "resnet34": 21.3,
     "resnet50": 23.5,
@@ -73,10 +75,11 @@ def test_kwargs_change_preprocess_and_shapes() -> None:
     assert model(torch.randn(1, 1, 40, 40)).shape == (1, 4)
 
 
-def test_lite0_imagenet_weights_recognise_a_cat() -> None:
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_lite_imagenet_weights_recognise_a_cat(name: str) -> None:
     """The bundled weights are really ImageNet-trained: the Chelsea photo is a cat (281-285)."""
     skimage_data = pytest.importorskip("skimage.data")
-    model = create_model("efficientnet_lite0", num_classes=1000).eval()
+    model = create_model(name, num_classes=1000).eval()
     x = torch.from_numpy(model.preprocess(skimage_data.chelsea()))[None]
     with torch.no_grad():
         top5 = model(x).topk(5).indices[0].tolist()
@@ -163,3 +166,28 @@ def test_lite0_multiscale_and_mirror_features() -> None:
     with torch.no_grad():
         assert torch.allclose(f[:, :1280], plain.forward_features(x), atol=1e-5)
     assert not torch.allclose(base, f[:, :1280], atol=1e-3)
+
+
+def test_ensemble_features_export_to_onnx_and_ignore_mirroring() -> None:
+    """The ensemble is one ONNX graph on one letterboxed input: views, mirrors and taps inside."""
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite_ensemble", 3, pretrained=False).eval()
+    pre = model.preprocess
+    assert (pre.crop, pre.input_size) == ("pad", 352)
+    x = torch.randn(2, 3, 352, 352)
+    with torch.no_grad():
+        f = model.forward_features(x)
+        assert torch.allclose(f, model.forward_features(x.flip(3)), atol=1e-4)
+        # Each member: 4 L2-normalised pieces (3 stage ends + head) averaged over 4 views.
+        lite0_taps = sum(model.members[0]._blocks[i]._block_args.output_filters
+                         for i in model.taps[0])  # fmt: skip
+        assert f.shape == (2, model.feature_dim) and model.feature_dim == 3864
+        head0 = f[:, lite0_taps : lite0_taps + 1280]
+        assert (head0.norm(dim=1) <= 1 + 1e-5).all() and (head0.norm(dim=1) > 0.5).all()
+        ref = model(x).numpy()
+    buf = io.BytesIO()
+    torch.onnx.export(model, (x[:1],), buf, dynamo=False, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}})  # fmt: skip
+    logits = ort.InferenceSession(buf.getvalue()).run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(logits, ref, atol=1e-4)

@@ -45,3 +45,40 @@ def test_probe_separates_and_folds_standardisation() -> None:
     acc = float((logits.argmax(1).numpy() == y[200:]).mean())
     assert abs(acc - res.best["val_acc"]) < 1e-9  # the folded head reproduces the reported accuracy
     assert [row["C"] for row in res.sweep] == sorted(row["C"] for row in res.sweep)
+
+
+def test_probe_cv_selection_picks_the_best_cross_validated_c() -> None:
+    """select="cv": C is the arg-max of k-fold accuracy on train; validation does not choose."""
+    from lensflow.train.probe import cv_accuracy
+
+    rng = np.random.default_rng(1)
+    centers = rng.normal(0, 1, (4, 30))
+    y = rng.integers(0, 4, 240)
+    x = centers[y] + rng.normal(0, 1.5, (240, 30))  # overlapping classes: C matters
+    grid = (0.0005, 0.005, 0.05, 0.5)
+    cv = cv_accuracy(x[:160], y[:160], 4, grid)
+    assert cv.shape == (4,) and ((cv >= 0) & (cv <= 1)).all() and len(set(cv.round(6))) > 1
+    res = fit_probe(x[:160], y[:160], x[160:], y[160:], 4, grid=grid, select="cv")
+    assert grid[int(np.argmax(cv))] == res.C
+    assert [row["cv_acc"] for row in res.sweep] == list(cv[: len(res.sweep)])
+    assert res.sweep[-1]["C"] == res.C  # the path stops at the chosen C
+    # Shuffled validation labels cannot move a cross-validated choice.
+    shuffled = fit_probe(x[:160], y[:160], x[160:], rng.permutation(y[160:]), 4, grid=grid,
+                         select="cv")  # fmt: skip
+    assert shuffled.C == res.C
+
+
+def test_finetune_default_model_follows_the_time_budget(tmp_path) -> None:
+    from lensflow.train.config import TrainConfig
+    from lensflow.train.run import ENSEMBLE_IMAGES_PER_S, default_model
+
+    n = 3400
+    enough = TrainConfig(time_budget=n / ENSEMBLE_IMAGES_PER_S / 0.7 + 1)
+    short = TrainConfig(time_budget=n / ENSEMBLE_IMAGES_PER_S / 0.7 - 1)
+    if torch.cuda.is_available():  # full fine-tuning of Lite0 on a GPU
+        assert default_model(enough, "finetune", n) == "efficientnet_lite0"
+        return
+    assert default_model(enough, "finetune", n) == "efficientnet_lite_ensemble"
+    assert default_model(short, "finetune", n) == "efficientnet_lite0"
+    assert default_model(enough, "quick", n) == "efficientnet_lite0"
+    assert default_model(enough, "scratch", n) == "efficientnet_lite0"
