@@ -174,3 +174,38 @@ def test_auto_reports_what_it_tried(tiny_dataset: Path, tmp_path: Path) -> None:
     assert card["best"]["val_accuracy"] == max(t["val_accuracy"] for t in tried)
     assert {p.name for p in (tmp_path / "auto").iterdir()} >= RUN_FILES
     load_run(tmp_path / "auto")
+
+
+def test_default_finetune_is_the_ensemble_and_its_bundle_agrees(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """No --model, CPU, ample budget: the Lite0 + Lite2 ensemble, C by cross-validation; its
+    export predicts the run's probabilities from image files (letterbox done by the Predictor)."""
+    if torch.cuda.is_available():
+        pytest.skip("on CUDA finetune fully fine-tunes Lite0 instead")
+    from lensflow.export.exporter import ExportConfig, export_run
+    from lensflow.predictor import Predictor
+
+    args = ["train", str(tiny_dataset), "--out", str(tmp_path / "run"), "--cache-dir",
+            str(tmp_path / "cache"), "--quiet", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (card["mode"], card["model"]) == ("finetune", "efficientnet_lite_ensemble")
+    assert card["quick"]["C_chosen_by"] == "cross-validation on train"
+    assert card["preprocess"]["crop"] == "pad" and card["quick"]["feature_dim"] == 3864
+    assert card["best"]["val_accuracy"] >= 0.8  # 5 easy classes, 4 validation images each
+    # The card's accuracy is the saved torch model's, on images letterboxed from their files.
+    assert _val_accuracy(tmp_path / "run", tiny_dataset) == pytest.approx(
+        card["best"]["val_accuracy"]
+    )
+    bundle = export_run(
+        ExportConfig(run=tmp_path / "run", out=tmp_path / "bundle", parity_images=4), quiet=True
+    )
+    predictor = Predictor.from_bundle(bundle)
+    assert predictor.preprocess.crop == "pad"
+    paths = [r.path for r in load_dataset(tiny_dataset).split("validation")][:6]
+    loaded = load_run(tmp_path / "run")
+    with torch.no_grad():
+        ref = torch.softmax(loaded.model(torch.from_numpy(loaded.preprocess.batch(paths))), 1)
+    np.testing.assert_allclose(predictor.predict_proba(paths), ref.numpy(), atol=1e-4)

@@ -28,7 +28,8 @@ from lensflow.models.registry import ModelInfo, register_model
 from lensflow.preprocess import LITE_MEAN_STD, Preprocess
 
 INPUT = 352
-CROP_FRACTION = 0.75  # 264 of 352: the centre square of a 3:4 photo letterboxed into the input
+# 264 of 352: the centre square of a 3:4 photo letterboxed into the input
+CROP_NUM, CROP_DEN = 3, 4
 MEMBERS = ("lite0", "lite2")
 
 ENSEMBLE_PREPROCESS = Preprocess(
@@ -74,8 +75,8 @@ class LiteEnsemble(nn.Module):
         return self._fc.in_features
 
     def views(self, x: torch.Tensor) -> list[torch.Tensor]:
-        side = int(x.shape[-1])  # fixed by the Preprocess: a constant in the exported graph
-        crop = round(side * CROP_FRACTION)
+        side = x.shape[-1]
+        crop = side * CROP_NUM // CROP_DEN  # integer ops: traced into the graph, not constants
         lo = (side - crop) // 2
         views = [x, x[:, :, lo : lo + crop, lo : lo + crop]]
         if self.flip_tta:

@@ -53,7 +53,7 @@ DEFAULT_MODEL = "efficientnet_lite0"
 ENSEMBLE_MODEL = "efficientnet_lite_ensemble"
 # Images per second through the ensemble's features (both views, mirrored, ONNX Runtime) on a
 # 2-core laptop CPU; a slower machine simply falls back to Lite0 sooner.
-ENSEMBLE_IMAGES_PER_S = 13.0
+ENSEMBLE_IMAGES_PER_S = 12.0
 
 
 def default_model(config: TrainConfig, mode: str, n_images: int) -> str:

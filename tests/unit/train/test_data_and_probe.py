@@ -82,3 +82,17 @@ def test_finetune_default_model_follows_the_time_budget(tmp_path) -> None:
     assert default_model(short, "finetune", n) == "efficientnet_lite0"
     assert default_model(enough, "quick", n) == "efficientnet_lite0"
     assert default_model(enough, "scratch", n) == "efficientnet_lite0"
+
+
+def test_images_to_embed_counts_only_what_the_run_uses(tiny_dataset) -> None:
+    """The budget check of the default model counts the few-shot sample, not the whole dataset."""
+    from lensflow.data import load_dataset
+    from lensflow.train.config import TrainConfig
+    from lensflow.train.run import images_to_embed
+
+    records = load_dataset(tiny_dataset).records
+    n_val = sum(r.split == "validation" for r in records)
+    n_classes = len({r.label for r in records})
+    assert images_to_embed(TrainConfig(dataset=tiny_dataset)) == len(records)
+    few = TrainConfig(dataset=tiny_dataset, limit_per_class=2)
+    assert images_to_embed(few) == 2 * n_classes + n_val < len(records)
