@@ -87,26 +87,46 @@ def cv_accuracy(
     folds: int = 5,
     seed: int = 0,
 ) -> np.ndarray:
-    """Mean k-fold accuracy of the probe for every C of `grid` (stratified, seeded folds)."""
+    """Accuracy of the probe on each held-out fold for every C: shape (folds, len(grid)).
+
+    Folds are stratified and seeded; each fold's probes are warm-started along the C path.
+    """
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(y), int)
     for c in np.unique(y):
         rows = rng.permutation(np.flatnonzero(y == c))
         fold_of[rows] = np.arange(len(rows)) % folds
     cw = _weight_tensor(class_weight)
-    acc = np.zeros(len(grid))
+    acc = []
     for f in range(folds):
         held = fold_of == f
         if held.all() or not held.any():
             continue
         _, _, (zt, zh) = _standardise(x[~held], x[held])
-        yt = torch.from_numpy(y[~held]).long()
+        yt, yh = torch.from_numpy(y[~held]).long(), torch.from_numpy(y[held]).long()
         w = torch.zeros(num_classes, zt.shape[1], requires_grad=True)
         b = torch.zeros(num_classes, requires_grad=True)
-        for i, C in enumerate(grid):
+        row = []
+        for C in grid:
             _lbfgs(zt, yt, w, b, C, cw)
-            acc[i] += _scores(zh, torch.from_numpy(y[held]).long(), w, b)[1] * held.mean()
-    return acc
+            row.append(_scores(zh, yh, w, b)[1])
+        acc.append(row)
+    return np.asarray(acc)
+
+
+def one_standard_error_choice(fold_acc: np.ndarray, grid: tuple[float, ...]) -> int:
+    """Index of the smallest C whose mean CV accuracy is within one standard error of the best.
+
+    The CV curve of a probe on thousands of features is flat over a wide range of C: its
+    arg-max is noise, and it drifts to the weakest regularisation, which transfers worst. The
+    one-standard-error rule (Hastie et al., as in glmnet) takes the simplest model the data
+    cannot tell apart from the best.
+    """
+    mean = fold_acc.mean(0)
+    best = int(np.argmax(mean))
+    se = fold_acc[:, best].std(ddof=1) / np.sqrt(len(fold_acc)) if len(fold_acc) > 1 else 0.0
+    order = np.argsort(grid)
+    return int(next(i for i in order if mean[i] >= mean[best] - se))
 
 
 def _weight_tensor(class_weight: np.ndarray | None) -> torch.Tensor | None:
@@ -128,8 +148,8 @@ def fit_probe(
     """Fit one probe per C (warm-started) and keep one.
 
     select="val": the best validation accuracy (then loss); fast, but the reported validation
-    accuracy is then slightly optimistic. select="cv": the best 5-fold cross-validation accuracy
-    on train; validation only reports.
+    accuracy is then slightly optimistic. select="cv": 5-fold cross-validation on train with the
+    one-standard-error rule; validation only reports.
     """
     mu, sd, (zt, zv) = _standardise(train_x, val_x)
     yt, yv = torch.from_numpy(train_y).long(), torch.from_numpy(val_y).long()
@@ -139,8 +159,11 @@ def fit_probe(
         raise ValueError(f"select must be 'val' or 'cv', not {select!r}")
     cv, chosen = None, None
     if select == "cv":
-        cv = cv_accuracy(np.asarray(train_x, np.float32), train_y, num_classes, grid, class_weight)
-        chosen = grid[int(np.argmax(cv))]
+        folds = cv_accuracy(
+            np.asarray(train_x, np.float32), train_y, num_classes, grid, class_weight
+        )
+        chosen = grid[one_standard_error_choice(folds, grid)]
+        cv = folds.mean(0)
     w = torch.zeros(num_classes, zt.shape[1], dtype=torch.float32, requires_grad=True)
     b = torch.zeros(num_classes, dtype=torch.float32, requires_grad=True)
     sweep, best, best_key, worse = [], None, None, 0

@@ -47,25 +47,41 @@ def test_probe_separates_and_folds_standardisation() -> None:
     assert [row["C"] for row in res.sweep] == sorted(row["C"] for row in res.sweep)
 
 
-def test_probe_cv_selection_picks_the_best_cross_validated_c() -> None:
-    """select="cv": C is the arg-max of k-fold accuracy on train; validation does not choose."""
-    from lensflow.train.probe import cv_accuracy
+def test_probe_cv_selection_uses_the_one_standard_error_rule() -> None:
+    """select="cv": C comes from k-fold accuracy on train; validation does not choose."""
+    from lensflow.train.probe import cv_accuracy, one_standard_error_choice
 
     rng = np.random.default_rng(1)
     centers = rng.normal(0, 1, (4, 30))
     y = rng.integers(0, 4, 240)
     x = centers[y] + rng.normal(0, 1.5, (240, 30))  # overlapping classes: C matters
     grid = (0.0005, 0.005, 0.05, 0.5)
-    cv = cv_accuracy(x[:160], y[:160], 4, grid)
-    assert cv.shape == (4,) and ((cv >= 0) & (cv <= 1)).all() and len(set(cv.round(6))) > 1
+    folds = cv_accuracy(x[:160], y[:160], 4, grid)
+    assert folds.shape == (5, 4) and ((folds >= 0) & (folds <= 1)).all()
     res = fit_probe(x[:160], y[:160], x[160:], y[160:], 4, grid=grid, select="cv")
-    assert grid[int(np.argmax(cv))] == res.C
-    assert [row["cv_acc"] for row in res.sweep] == list(cv[: len(res.sweep)])
+    assert grid[one_standard_error_choice(folds, grid)] == res.C
+    np.testing.assert_allclose(
+        [row["cv_acc"] for row in res.sweep], folds.mean(0)[: len(res.sweep)]
+    )
     assert res.sweep[-1]["C"] == res.C  # the path stops at the chosen C
     # Shuffled validation labels cannot move a cross-validated choice.
     shuffled = fit_probe(x[:160], y[:160], x[160:], rng.permutation(y[160:]), 4, grid=grid,
                          select="cv")  # fmt: skip
     assert shuffled.C == res.C
+
+
+def test_one_standard_error_rule_prefers_the_simplest_model_within_noise() -> None:
+    from lensflow.train.probe import one_standard_error_choice
+
+    grid = (0.001, 0.01, 0.1, 1.0)
+    # Flat curve whose arg-max (C=1) is noise: fold spread 0.02 -> SE ~0.009.
+    flat = np.array([[0.90, 0.91, 0.91, 0.92], [0.92, 0.93, 0.93, 0.90],
+                     [0.91, 0.92, 0.92, 0.94], [0.90, 0.91, 0.91, 0.92],
+                     [0.92, 0.92, 0.93, 0.93]])  # fmt: skip
+    assert one_standard_error_choice(flat, grid) == 1  # C=0.01: within one SE of the best
+    # A clear optimum beats anything simpler.
+    clear = np.array([[0.60, 0.70, 0.90, 0.80]] * 4 + [[0.61, 0.71, 0.91, 0.81]])
+    assert one_standard_error_choice(clear, grid) == 2
 
 
 def test_finetune_default_model_follows_the_time_budget(tmp_path) -> None:
