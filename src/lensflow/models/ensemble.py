@@ -1,35 +1,36 @@
 """EfficientNet-Lite0 + Lite2 as one frozen feature extractor: the default for finetune on a CPU.
 
 Why this and not fine-tuning: on clothing-small, fine-tuning Lite0's last blocks on a 2-core CPU
-never beat the linear probe it started from (88.6 %). What did add accuracy, each measured on
-train cross-validation and on validation (bench/train_accuracy.py, BENCHMARKS.md):
+never beat the linear probe it started from (88.6 %). What did add accuracy, each measured by
+5-fold cross-validation on train and on validation (BENCHMARKS.md, train section):
 - two ImageNet networks instead of one (their errors differ): about +1.5 points;
 - pooled outputs of the last three stages next to the head, each L2-normalised: about +0.5;
-- the whole photo (letterboxed) next to its centre square: about +1 point; a centre crop alone
-  cuts off collars, hems and sleeves;
-- the mirror image averaged in: about +0.5.
+- the whole photo instead of the usual centre crop, which cuts off collars, hems and sleeves:
+  about +1.3; the mirror image averaged in: about +0.5.
 
 One input serves every view, so export, the Predictor and every inference path stay unchanged:
-a photo letterboxed into a 352 x 352 square (`Preprocess(crop="pad")`). The centre 264 x 264 of
-that square is the centre square of a 3:4 photo (portrait or landscape), the usual clothing
-framing. Both networks see both views, each with its mirror image; the features of the views are
-averaged per network and the two networks' features are concatenated (3,864 values).
+the photo letterboxed into a 352 x 352 square (`Preprocess(crop="pad")`). `framing` is the
+dataset's typical photo shape, set by the trainer from the image sizes: "portrait" (3:4) keeps the
+middle 264 columns of the square, which is exactly a 3:4 portrait photo without its padding,
+"landscape" the middle 264 rows, "square" everything. Both networks see that window and its
+mirror image; the two networks' features are concatenated (3,864 values).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from lensflow.errors import ModelError
 from lensflow.models.efficientnet import EfficientNetLite, build_lite0
 from lensflow.models.registry import ModelInfo, register_model
 from lensflow.preprocess import LITE_MEAN_STD, Preprocess
 
 INPUT = 352
-# 264 of 352: the centre square of a 3:4 photo letterboxed into the input
-CROP_NUM, CROP_DEN = 3, 4
+FRAMINGS = ("portrait", "landscape", "square")
 MEMBERS = ("lite0", "lite2")
 
 ENSEMBLE_PREPROCESS = Preprocess(
@@ -56,8 +57,12 @@ class LiteEnsemble(nn.Module):
         num_classes: int,
         dropout: float = 0.0,
         flip_tta: bool = True,
+        framing: str = "square",
     ) -> None:
         super().__init__()
+        if framing not in FRAMINGS:
+            raise ModelError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        self.framing = framing
         for m in members:
             m._fc = nn.Identity()  # ImageNet heads are never used; keep checkpoints small
         self.members = nn.ModuleList(members)
@@ -74,23 +79,24 @@ class LiteEnsemble(nn.Module):
     def feature_dim(self) -> int:
         return self._fc.in_features
 
-    def views(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """The framing window of the letterboxed square, with its mirror images appended."""
         side = x.shape[-1]
-        crop = side * CROP_NUM // CROP_DEN  # integer ops: traced into the graph, not constants
-        lo = (side - crop) // 2
-        views = [x, x[:, :, lo : lo + crop, lo : lo + crop]]
-        if self.flip_tta:
-            # One call per view size with the mirror images in the same batch.
-            return [torch.cat([v, v.flip(3)]) for v in views]
-        return views
+        keep = side * 3 // 4  # integer ops: traced into the graph, not baked-in constants
+        lo = (side - keep) // 2
+        if self.framing == "portrait":
+            x = x[:, :, :, lo : lo + keep]
+        elif self.framing == "landscape":
+            x = x[:, :, lo : lo + keep, :]
+        return torch.cat([x, x.flip(3)]) if self.flip_tta else x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
+        v = self.view(x)
         per_member = []
         for m, taps in zip(self.members, self.taps):
-            feats = [m.forward_pyramid(v, taps) for v in self.views(x)]
-            stacked = torch.cat([f.reshape(-1, n, f.shape[1]) for f in feats])
-            per_member.append(stacked.mean(0))
+            f = m.forward_pyramid(v, taps)
+            per_member.append(f.reshape(-1, n, f.shape[1]).mean(0))  # average over the mirror
         return torch.cat(per_member, 1)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -101,10 +107,26 @@ class LiteEnsemble(nn.Module):
 
 
 def build_ensemble(
-    num_classes: int, pretrained: bool = True, dropout: float = 0.0, flip_tta: bool = True
+    num_classes: int,
+    pretrained: bool = True,
+    dropout: float = 0.0,
+    flip_tta: bool = True,
+    framing: str = "square",
 ) -> LiteEnsemble:
     members = [build_lite0(1000, pretrained, dropout=0.0, variant=v).eval() for v in MEMBERS]
-    return LiteEnsemble(members, num_classes, dropout=dropout, flip_tta=flip_tta)
+    return LiteEnsemble(members, num_classes, dropout=dropout, flip_tta=flip_tta, framing=framing)
+
+
+def framing_of(sizes: list[tuple[int, int]]) -> str:
+    """The framing of a dataset from its (width, height) list: the median photo's shape."""
+    if not sizes:
+        return "square"
+    ratio = float(np.median([h / max(w, 1) for w, h in sizes]))
+    if ratio >= 1.15:
+        return "portrait"
+    if ratio <= 1 / 1.15:
+        return "landscape"
+    return "square"
 
 
 def _build(num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
@@ -119,10 +141,10 @@ register_model(
         feature_dim=3864,
         pretrained_available=True,
         description=(
-            "EfficientNet-Lite0 + Lite2, whole photo + centre view, mirror-averaged, "
-            "multi-stage features (8.2 M params, 352 px letterbox); finetune's CPU default"
+            "EfficientNet-Lite0 + Lite2 on the whole photo (352 px letterbox), mirror-averaged, "
+            "multi-stage features (8.2 M params); finetune's CPU default"
         ),
-        default_kwargs={"dropout": 0.0, "flip_tta": True},
+        default_kwargs={"dropout": 0.0, "flip_tta": True, "framing": "square"},
         builder=_build,
     )
 )

@@ -148,11 +148,12 @@ def models_command(
     if as_json:
         typer.echo(json.dumps([info_dict(i) for i in infos], default=str))
         return
+    width = max(len(i.name) for i in infos)
     for i in infos:
         p = i.preprocess
         size = f"{p.channels}x{p.input_size}x{p.input_size}"
         weights = "imagenet" if i.pretrained_available else "random"
-        typer.echo(f"{i.name:20s} {size:10s} {weights:9s} {i.description}")
+        typer.echo(f"{i.name:{width}s}  {size:10s} {weights:9s} {i.description}")
 
 
 def register(app: typer.Typer) -> None:

@@ -179,7 +179,7 @@ def test_ensemble_features_export_to_onnx_and_ignore_mirroring() -> None:
     with torch.no_grad():
         f = model.forward_features(x)
         assert torch.allclose(f, model.forward_features(x.flip(3)), atol=1e-4)
-        # Each member: 4 L2-normalised pieces (3 stage ends + head) averaged over 4 views.
+        # Each member: 4 L2-normalised pieces (3 stage ends + head), mirror-averaged.
         lite0_taps = sum(model.members[0]._blocks[i]._block_args.output_filters
                          for i in model.taps[0])  # fmt: skip
         assert f.shape == (2, model.feature_dim) and model.feature_dim == 3864
@@ -191,3 +191,24 @@ def test_ensemble_features_export_to_onnx_and_ignore_mirroring() -> None:
                       output_names=["logits"], dynamic_axes={"input": {0: "batch"}})  # fmt: skip
     logits = ort.InferenceSession(buf.getvalue()).run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(logits, ref, atol=1e-4)
+
+
+def test_ensemble_framing_window_is_the_photo_without_its_padding() -> None:
+    from lensflow.models.ensemble import framing_of
+    from lensflow.preprocess import to_pil
+
+    assert framing_of([(300, 400)] * 3 + [(400, 300)]) == "portrait"
+    assert framing_of([(640, 480)] * 2) == "landscape"
+    assert framing_of([(500, 480), (300, 400), (400, 300)]) == "square"
+    assert framing_of([]) == "square"
+    with pytest.raises(ModelError, match="framing must be one of"):
+        create_model("efficientnet_lite_ensemble", 2, pretrained=False, framing="wide")
+    photo = np.full((400, 300, 3), 200, np.uint8)  # a 3:4 portrait photo, one colour
+    for framing, shape in [("portrait", (352, 264)), ("landscape", (264, 352)),
+                           ("square", (352, 352))]:  # fmt: skip
+        model = create_model("efficientnet_lite_ensemble", 2, pretrained=False, framing=framing)
+        x = torch.from_numpy(model.preprocess(to_pil(photo)))[None]
+        v = model.view(x)
+        assert v.shape == (2, 3, *shape)  # the window and its mirror image
+        if framing == "portrait":  # exactly the photo: no padding left in the window
+            assert torch.allclose(v, torch.full_like(v, (200 - 127.5) / 127.5))
