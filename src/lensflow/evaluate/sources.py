@@ -173,10 +173,13 @@ def _open_run(path: Path) -> ModelSource:
 
     loaded = load_run(path)
     model = loaded.model.eval()
+    # channels_last about halves eager CPU time of the depthwise-convolution photo models.
+    layout = torch.channels_last if loaded.preprocess.input_size >= 64 else torch.contiguous_format
+    model = model.to(memory_format=layout)
 
     @torch.inference_mode()
     def forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        features = model.forward_features(torch.from_numpy(x))
+        features = model.forward_features(torch.from_numpy(x).contiguous(memory_format=layout))
         proba = torch.softmax(model.forward_head(features).float(), dim=1)
         return proba.numpy(), features.float().numpy()
 
