@@ -224,7 +224,7 @@ def main() -> None:
     best_torch_b1 = min(r["torch_b1_p50_ms"], r["torch_1thread_b1_p50_ms"])
     out = {
         "bench": "predictor_latency",
-        "model": "efficientnet_lite0",
+        "model": fp32.card.get("model", "efficientnet_lite0"),
         "classifier": source,
         "cores": cores,
         "rounds": args.rounds,
