@@ -43,8 +43,11 @@ class TrainData:
         return x
 
 
-def load_train_data(config: TrainConfig, preprocess: Preprocess) -> TrainData:
-    dataset = load_dataset(config.dataset)
+def load_train_data(
+    config: TrainConfig, preprocess: Preprocess, dataset: Dataset | None = None
+) -> TrainData:
+    """The pack and split indices; `dataset` when the caller has already loaded it."""
+    dataset = dataset if dataset is not None else load_dataset(config.dataset)
     reader = ensure_packed(
         dataset,
         size=preprocess.input_size,

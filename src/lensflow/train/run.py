@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lensflow.config import config_to_dict, save_config
-from lensflow.data import load_dataset
+from lensflow.data import Dataset, load_dataset
 from lensflow.errors import ConfigError, TrainError
 from lensflow.io import write_card
 from lensflow.models import create_model, get_model_info
@@ -51,8 +51,8 @@ class RunContext:
 
 DEFAULT_MODEL = "efficientnet_lite0"
 ENSEMBLE_MODEL = "efficientnet_lite_ensemble"
-# Images per second through the ensemble's features (both views, mirrored, ONNX Runtime) on a
-# 2-core laptop CPU; a slower machine simply falls back to Lite0 sooner.
+# Images per second through the ensemble's features (framing window and its mirror, ONNX Runtime)
+# on a 2-core laptop CPU; a slower machine simply falls back to Lite0 sooner.
 ENSEMBLE_IMAGES_PER_S = 16.0
 
 
@@ -70,10 +70,10 @@ def default_model(config: TrainConfig, mode: str, n_images: int) -> str:
 
 
 def resolve_model(
-    config: TrainConfig, mode: str, n_images: int = 0
+    config: TrainConfig, mode: str, dataset: Dataset
 ) -> tuple[str, dict[str, Any], bool]:
     """(registry name, model kwargs, pretrained) from the config's SageMaker-style knobs."""
-    name = config.model or default_model(config, mode, n_images)
+    name = config.model or default_model(config, mode, images_to_embed(config, dataset))
     if name == "resnet" or (config.num_layers and name.startswith("resnet")):
         name = f"resnet{config.num_layers or 18}"
     info = get_model_info(name)
@@ -94,10 +94,8 @@ def resolve_model(
     elif info.family == "ensemble":
         from lensflow.models.ensemble import framing_of
 
-        records = load_dataset(config.dataset).records
-        kwargs.update(
-            flip_tta=config.flip_tta, framing=framing_of([(r.width, r.height) for r in records])
-        )
+        sizes = [(r.width, r.height) for r in dataset.records]
+        kwargs.update(flip_tta=config.flip_tta, framing=framing_of(sizes))
     pretrained = config.use_pretrained_model and mode != "scratch"
     if pretrained and not info.pretrained_available and config.weights is None and mode == "quick":
         raise ConfigError(
@@ -198,9 +196,9 @@ def _prepare_resume(out: Path, stage: Path) -> Path:
     raise TrainError(f"nothing to resume: neither {out}/last.pt nor {stage}/last.pt exists")
 
 
-def images_to_embed(config: TrainConfig) -> int:
+def images_to_embed(config: TrainConfig, dataset: Dataset) -> int:
     """How many images a frozen-feature run computes features for (train sample + validation)."""
-    records = load_dataset(config.dataset).records
+    records = dataset.records
     if not config.limit_per_class:
         return len(records)
     classes = {r.label for r in records}
@@ -209,10 +207,10 @@ def images_to_embed(config: TrainConfig) -> int:
 
 
 def make_context(config: TrainConfig, mode: str, stage: Path) -> RunContext:
-    n_images = 0 if config.model else images_to_embed(config)
-    name, kwargs, pretrained = resolve_model(config, mode, n_images)
+    dataset = load_dataset(config.dataset)
+    name, kwargs, pretrained = resolve_model(config, mode, dataset)
     preprocess = get_model_info(name).preprocess_for(**kwargs)
-    data = load_train_data(config, preprocess)
+    data = load_train_data(config, preprocess, dataset)
     torch.manual_seed(config.seed)  # the same initial head/weights in every process
     model = create_model(
         name, len(data.classes), pretrained=pretrained, weights=config.weights, **kwargs

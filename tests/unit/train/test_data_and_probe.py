@@ -106,9 +106,10 @@ def test_images_to_embed_counts_only_what_the_run_uses(tiny_dataset) -> None:
     from lensflow.train.config import TrainConfig
     from lensflow.train.run import images_to_embed
 
-    records = load_dataset(tiny_dataset).records
+    dataset = load_dataset(tiny_dataset)
+    records = dataset.records
     n_val = sum(r.split == "validation" for r in records)
     n_classes = len({r.label for r in records})
-    assert images_to_embed(TrainConfig(dataset=tiny_dataset)) == len(records)
+    assert images_to_embed(TrainConfig(dataset=tiny_dataset), dataset) == len(records)
     few = TrainConfig(dataset=tiny_dataset, limit_per_class=2)
-    assert images_to_embed(few) == 2 * n_classes + n_val < len(records)
+    assert images_to_embed(few, dataset) == 2 * n_classes + n_val < len(records)
