@@ -193,7 +193,7 @@ def test_default_finetune_is_the_ensemble_and_its_bundle_agrees(
     card = json.loads(result.stdout.strip().splitlines()[-1])
     assert (card["mode"], card["model"]) == ("finetune", "efficientnet_lite_ensemble")
     assert card["quick"]["C_chosen_by"] == "cross-validation on train"
-    assert card["preprocess"]["crop"] == "pad" and card["quick"]["feature_dim"] == 3864
+    assert card["preprocess"]["crop"] == "pad" and card["quick"]["feature_dim"] == 6472
     assert card["best"]["val_accuracy"] >= 0.8  # 5 easy classes, 4 validation images each
     # The card's accuracy is the saved torch model's, on images letterboxed from their files.
     assert _val_accuracy(tmp_path / "run", tiny_dataset) == pytest.approx(

