@@ -108,7 +108,9 @@ def create_model(
         num_classes=num_classes, pretrained=pretrained and weights is None, **full_kwargs
     )
     model.model_name = name
-    model.model_kwargs = dict(kwargs)
+    # Every kwarg, defaults included: a checkpoint or cache key made today still means the same
+    # model after a default changes.
+    model.model_kwargs = dict(full_kwargs)
     model.preprocess = info.preprocess_for(**kwargs)
     if weights is not None:
         load_weights(model, weights)

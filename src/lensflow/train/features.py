@@ -25,7 +25,8 @@ from torch import nn
 from lensflow.io import atomic_write_bytes
 from lensflow.progress import make_progress
 
-CACHE_VERSION = 1
+# Bump when what a cached network computes changes without its kwargs or weights changing.
+CACHE_VERSION = 2
 
 
 def auto_threads() -> int:

@@ -75,6 +75,14 @@ def test_kwargs_change_preprocess_and_shapes() -> None:
     assert model(torch.randn(1, 1, 40, 40)).shape == (1, 4)
 
 
+def test_model_records_every_kwarg_so_a_new_default_cannot_change_a_saved_model() -> None:
+    """Checkpoints and feature caches key on model_kwargs: defaults must be in it."""
+    model = create_model("efficientnet_lite_ensemble", 2, pretrained=False, framing="portrait")
+    assert model.model_kwargs == {**get_model_info(model.model_name).default_kwargs,
+                                  "framing": "portrait"}  # fmt: skip
+    assert model.model_kwargs["tap_pool"] == "bands"
+
+
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
 def test_lite_imagenet_weights_recognise_a_cat(name: str) -> None:
     """The bundled weights are really ImageNet-trained: the Chelsea photo is a cat (281-285)."""
