@@ -23,9 +23,11 @@ import contextlib
 import csv
 import hashlib
 import io
+import ipaddress
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -80,6 +82,7 @@ class DownloadConfig:
     retries: int = 2  # extra attempts after a timeout or a 5xx
     max_bytes: int = 20_000_000  # larger bodies are refused (too_large)
     backoff: float = 0.5  # seconds before the first retry, doubled for each further one
+    public_only: bool = False  # refuse private, loopback and link-local hosts (Studio on a network)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -289,6 +292,47 @@ def _fetch_once(client: httpx.Client, url: str, config: DownloadConfig) -> bytes
         raise _Failure("http_error", f"{type(e).__name__}: {e}") from e
 
 
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_global
+
+
+def public_address(host: str, port: int) -> str:
+    """The address to connect to for `host`, refused unless every address it has is public."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise _Failure("http_error", f"cannot resolve {host}: {e.strerror or e}") from e
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    for ip in addresses:
+        if not _is_public(ip):
+            raise _Failure(
+                "http_error",
+                f"refused: {host} is a private, loopback or link-local address ({ip}); "
+                "Studio fetches only public URLs when it listens beyond this machine",
+            )
+    return str(addresses[0])
+
+
+class PublicOnlyTransport(httpx.HTTPTransport):
+    """Connects only to public addresses, for every request including redirects.
+
+    A Studio reachable from a network must not become a proxy into it (cloud metadata at
+    169.254.169.254, admin pages on 127.0.0.1 or 10.x). The request goes to the very address
+    that was checked (Host header and TLS name stay the original host's), so a DNS answer that
+    changes between the check and the connect (rebinding) cannot slip through.
+    """
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        address = public_address(host, port)
+        if address != host:
+            request.url = request.url.copy_with(host=address)
+            request.extensions = {**request.extensions, "sni_hostname": host}
+        return super().handle_request(request)
+
+
 def check_image(data: bytes) -> str:
     """Fully decode with the dataset validator; return the file extension to store it under."""
     try:
@@ -353,7 +397,11 @@ def download(
     results: list[ItemResult] = []
     try:
         with (
-            httpx.Client(follow_redirects=True, headers=headers) as client,
+            httpx.Client(
+                follow_redirects=True,
+                headers=headers,
+                transport=PublicOnlyTransport() if config.public_only else None,
+            ) as client,
             ThreadPoolExecutor(max_workers=config.workers) as pool,
         ):
             futures: list[Future[ItemResult | _Fetched]] = [

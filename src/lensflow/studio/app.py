@@ -19,7 +19,7 @@ import threading
 import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,9 @@ def short_metrics(job: dict[str, Any] | None) -> dict[str, Any] | None:
 # -- the app -----------------------------------------------------------------------------------
 def create_app(config: StudioConfig) -> FastAPI:
     check_security(config)
+    if not is_loopback(config.host):
+        # Anyone with a key could otherwise make this machine fetch from its own network.
+        config = replace(config, limits=replace(config.limits, public_urls_only=True))
     store = Store(config.data_dir)
     worker = JobWorker(store)
     sessions: set[str] = set()

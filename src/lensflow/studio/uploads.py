@@ -34,6 +34,7 @@ class Limits:
     max_request_bytes: int = 500_000_000  # a whole upload request (Content-Length)
     max_zip_bytes: int = 1_000_000_000  # uncompressed total of a zip (zip bombs)
     max_images_per_model: int = 20_000
+    public_urls_only: bool = False  # URL uploads: refuse internal hosts (set when exposed)
 
 
 @dataclass
@@ -205,7 +206,13 @@ class Uploader:
         tmp = Path(tempfile.mkdtemp(prefix=".urls-", dir=self.store.model_dir(self.model["id"])))
         try:
             config = DownloadConfig(
-                None, tmp, workers=8, timeout=10, retries=1, max_bytes=self.limits.max_file_bytes
+                None,
+                tmp,
+                workers=8,
+                timeout=10,
+                retries=1,
+                max_bytes=self.limits.max_file_bytes,
+                public_only=self.limits.public_urls_only,
             )
             result = download([UrlItem(u, cat) for u in good], config, quiet=True)
             for item in result.items:

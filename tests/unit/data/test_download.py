@@ -72,6 +72,11 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(route[1][i : i + 2000])
                     self.wfile.flush()
                     time.sleep(route[2])
+            elif kind == "redirect":  # ("redirect", location)
+                self.send_response(302)
+                self.send_header("Location", route[1])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             elif kind == "stream":  # no Content-Length: the size is known only by reading
                 self.close_connection = True
                 self._send(200, route[1], route[2], length=False)
@@ -305,3 +310,47 @@ def test_file_names_are_safe_and_stable() -> None:
     assert "/" not in name and ".." not in name and name.endswith(".jpg")
     assert name == file_name("http://h/../../etc/pass wd.JPG?x=1", ".jpg")
     assert file_name("http://h/", ".png").startswith("image-")
+
+
+def test_public_only_refuses_internal_hosts_and_redirects_into_them(
+    serve, sample_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lensflow.data import download as dl
+
+    hat = photos(sample_folder, "hat", 1)[0]
+    server = serve({"/a.jpg": ("file", hat, "image/jpeg")})
+    port = server.base.rsplit(":", 1)[1]
+    server.routes["/hop"] = ("redirect", f"http://127.0.0.2:{port}/a.jpg")
+    server.routes["/here"] = ("redirect", server.url("/a.jpg"))
+
+    def run(paths: list[str], out: str, public_only: bool) -> list:
+        config = DownloadConfig(None, tmp_path / out, workers=2, timeout=5, retries=0,
+                                public_only=public_only)  # fmt: skip
+        return download([UrlItem(server.url(p), "hat") for p in paths], config, quiet=True).items
+
+    assert [i.status for i in run(["/a.jpg"], "open", public_only=False)] == ["downloaded"]
+    (refused,) = run(["/a.jpg"], "closed", public_only=True)
+    assert refused.status == "http_error" and "refused: 127.0.0.1" in refused.reason
+    assert server.hits["/a.jpg"] == 1  # the refused request never reached the server
+
+    # Pretend the test server's address is public: the request is sent to the checked address,
+    # and a redirect is checked again before it is followed.
+    monkeypatch.setattr(dl, "_is_public", lambda ip: str(ip) == "127.0.0.1")
+    items = run(["/a.jpg", "/here", "/hop"], "pretend", public_only=True)
+    assert [i.status for i in items] == ["downloaded", "duplicate", "http_error"]
+    assert "refused: 127.0.0.2" in items[2].reason
+    assert server.hits["/hop"] == 1 and server.hits["/a.jpg"] == 3
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [("127.0.0.1", False), ("10.1.2.3", False), ("169.254.169.254", False), ("::1", False),
+     ("::ffff:192.168.0.1", False), ("fd00::1", False), ("93.184.215.14", True),
+     ("2606:4700::1111", True)],
+)  # fmt: skip
+def test_public_address_classification(address: str, public: bool) -> None:
+    import ipaddress
+
+    from lensflow.data.download import _is_public
+
+    assert _is_public(ipaddress.ip_address(address)) is public

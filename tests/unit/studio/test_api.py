@@ -316,3 +316,24 @@ def test_api_docs_work_offline(client: TestClient) -> None:
         if asset.endswith((".js", ".css")):
             assert client.get(asset).status_code == 200, asset
     assert client.get("/openapi.json").json()["info"]["title"] == "lensflow Studio"
+
+
+def test_studio_exposed_to_a_network_refuses_urls_into_it(
+    tmp_path: Path, serve, sample_folder: Path
+) -> None:
+    """With --host beyond loopback, a key holder must not reach this machine's own network."""
+    hats = photo_bytes(sample_folder, "hat", 1)
+    server = serve({"/a.jpg": ("file", hats[0][1], "image/jpeg")})
+    key = "k" * 24
+    config = StudioConfig(
+        data_dir=tmp_path / "s", host="0.0.0.0", api_keys=(key,), start_worker=False
+    )
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(config)) as client:
+        mid = client.post("/api/models", json={"name": "m", "categories": ["hat", "cap"]},
+                          headers=auth).json()["id"]  # fmt: skip
+        res = client.post(f"/api/models/{mid}/images", headers=auth,
+                          json={"urls": [server.url("/a.jpg")], "category": "hat"}).json()  # fmt: skip
+    assert res["accepted"] == []
+    assert "refused: 127.0.0.1" in res["rejected"][0]["reason"]
+    assert server.hits["/a.jpg"] == 0
