@@ -123,7 +123,10 @@ def model_view(store: Store, model_id: str) -> dict[str, Any]:
 
 
 def job_view(job: dict[str, Any]) -> dict[str, Any]:
-    return {k: job[k] for k in ("id", "state", "mode", "progress", "error", "created", "finished")}
+    return {
+        k: job[k]
+        for k in ("id", "state", "mode", "progress", "error", "restarts", "created", "finished")
+    }
 
 
 def ready_job(store: Store, model_id: str) -> dict[str, Any] | None:

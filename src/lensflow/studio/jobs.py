@@ -7,8 +7,11 @@ functions the CLI uses, writing its progress into the database:
     images/ --lensflow data import--> dataset --split--> train (quick) --> export --> evaluate
 
 A separate process keeps torch out of the server, lets the API answer while training runs, and
-makes "Studio was stopped" detectable: on start, jobs still marked `running` are failed with a
-reason (and an orphaned child of a killed Studio is stopped), while queued jobs simply run.
+makes "Studio was stopped" detectable: on start, a job still marked `running` (its orphaned
+child stopped, if a killed Studio left one) is queued again and re-runs from the start (every
+stage overwrites its output, and quick training is minutes at most). Only once: a job that was
+interrupted twice is failed with a reason, so a job that brings Studio down cannot loop forever.
+Queued jobs simply run.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ from lensflow.io import now_iso
 from lensflow.studio.store import Store
 
 MODES = ("quick", "finetune", "scratch", "auto")
-INTERRUPTED = "interrupted: Studio stopped while this job was running; press Train to start again"
+INTERRUPTED = (
+    "interrupted: Studio stopped twice while this job was running; press Train to start again"
+)
+RESTARTED = "restarted: Studio stopped while this job was running"
+MAX_RESTARTS = 1
 MIN_IMAGES_PER_CATEGORY = 4  # at least 3 to learn from and 1 to check against
 # Share of the progress bar per stage (training dominates).
 STAGES = {"dataset": (0, 10), "train": (10, 80), "export": (80, 90), "evaluate": (90, 100)}
@@ -51,7 +58,7 @@ class JobWorker:
         self.thread.start()
 
     def stop(self, kill_child: bool = True) -> None:
-        """Stop taking jobs; by default stop the running child too (it is marked failed on start)."""
+        """Stop taking jobs; by default stop the running child too (re-queued on the next start)."""
         self.stopping.set()
         self.wake.set()
         child = self.child
@@ -82,20 +89,34 @@ class JobWorker:
             code = self.child.wait()
         self.child = None
         if self.stopping.is_set():
-            return  # left `running`: the next start marks it interrupted
+            return  # left `running`: the next start queues it again
         job = self.store.get_job(job_id)
         if job["state"] in ("queued", "running"):  # the child died without saying why
             fail_job(self.store, job_id, f"training process exited with code {code}; see log.txt")
 
 
-def recover_interrupted(store: Store) -> list[str]:
-    """Fail jobs a previous Studio left `running` (stopping orphaned children); return their ids."""
-    failed = []
+def recover_interrupted(store: Store) -> dict[str, str]:
+    """Jobs a previous Studio left `running`: queued again once, then failed (orphaned children
+    are stopped first). Returns {job id: "requeued" | "failed"}."""
+    outcome = {}
     for job in store.jobs_in_state("running"):
         stop_orphan(job.get("pid"), job["id"])
-        fail_job(store, job["id"], INTERRUPTED)
-        failed.append(job["id"])
-    return failed
+        if job["restarts"] < MAX_RESTARTS:
+            requeue_job(store, job)
+            outcome[job["id"]] = "requeued"
+        else:
+            fail_job(store, job["id"], INTERRUPTED)
+            outcome[job["id"]] = "failed"
+    return outcome
+
+
+def requeue_job(store: Store, job: dict[str, Any]) -> None:
+    progress = {"stage": "queued", "percent": 0.0, "message": RESTARTED}
+    store.update_job(job["id"], state="queued", pid=None, started=None, progress=progress,
+                     restarts=job["restarts"] + 1)  # fmt: skip
+    with contextlib.suppress(StudioError):  # the model may have been deleted meanwhile
+        if store.get_model(job["model_id"])["job_id"] == job["id"]:
+            store.set_state(job["model_id"], "queued")
 
 
 def stop_orphan(pid: int | None, job_id: str) -> None:

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     metrics TEXT,                      -- JSON, when done
     error TEXT,
     pid INTEGER,
+    restarts INTEGER NOT NULL DEFAULT 0, -- times re-queued after Studio stopped mid-job
     created TEXT NOT NULL,
     started TEXT,
     finished TEXT
@@ -79,6 +80,7 @@ class Store:
         with self.connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -240,3 +242,10 @@ class Store:
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.connect() as db:
             db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns added after a data dir was created (CREATE TABLE IF NOT EXISTS keeps old tables)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "restarts" not in have:
+        db.execute("ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0")

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from lensflow.errors import StudioError
 from lensflow.studio.app import StudioConfig, create_app, read_api_keys
-from lensflow.studio.jobs import INTERRUPTED, recover_interrupted
+from lensflow.studio.jobs import INTERRUPTED, RESTARTED, recover_interrupted
 from lensflow.studio.store import Store
 from lensflow.studio.uploads import Limits, unsafe_entry
 from tests.unit.data.test_download import serve
@@ -223,7 +223,7 @@ def test_train_queues_a_job_and_busy_models_refuse_changes(
     assert client.delete(f"/api/models/{mid}").status_code == 409
 
 
-def test_restart_fails_an_interrupted_job_with_a_reason(tmp_path: Path) -> None:
+def test_restart_requeues_an_interrupted_job_once_then_fails_it(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     mid = store.create_model("m", ["a", "b"])
     job_id = store.create_job(mid, "quick", None)
@@ -231,11 +231,37 @@ def test_restart_fails_an_interrupted_job_with_a_reason(tmp_path: Path) -> None:
     store.update_job(job_id, state="running", pid=999_999_999)  # a pid that runs nothing
     queued = store.create_job(store.create_model("n", ["a", "b"]), "quick", None)
 
-    assert recover_interrupted(Store(tmp_path / "s")) == [job_id]
+    assert recover_interrupted(Store(tmp_path / "s")) == {job_id: "requeued"}
+    job = store.get_job(job_id)
+    assert (job["state"], job["restarts"], job["pid"]) == ("queued", 1, None)
+    assert job["progress"]["message"] == RESTARTED
+    assert store.get_model(mid)["state"] == "queued"
+    assert store.get_job(queued)["state"] == "queued"  # waiting jobs survive and run later
+    assert store.next_queued_job() == job_id  # it keeps its place in the queue
+
+    store.update_job(job_id, state="running", pid=999_999_999)  # interrupted a second time
+    assert recover_interrupted(Store(tmp_path / "s")) == {job_id: "failed"}
     job = store.get_job(job_id)
     assert job["state"] == "failed" and job["error"] == INTERRUPTED
     assert store.get_model(mid)["state"] == "error"
-    assert store.get_job(queued)["state"] == "queued"  # waiting jobs survive and run later
+
+
+def test_a_data_dir_from_before_restarts_existed_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    from lensflow.studio.store import SCHEMA
+
+    (tmp_path / "s").mkdir()
+    old = SCHEMA.replace(
+        "    restarts INTEGER NOT NULL DEFAULT 0, -- times re-queued after Studio stopped mid-job\n",
+        "",
+    )
+    assert "restarts" not in old
+    with sqlite3.connect(tmp_path / "s" / "studio.sqlite3") as db:
+        db.executescript(old)
+    store = Store(tmp_path / "s")
+    job_id = store.create_job(store.create_model("m", ["a", "b"]), "quick", None)
+    assert store.get_job(job_id)["restarts"] == 0
 
 
 def test_security_non_loopback_needs_keys(tmp_path: Path) -> None:
