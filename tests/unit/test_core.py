@@ -80,6 +80,29 @@ def test_to_pil_rejects_garbage_with_reason():
         to_pil(b"not an image")
 
 
+def test_to_pil_applies_exif_orientation_without_touching_the_callers_image(tmp_path):
+    import io
+
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    rgb[:, :20] = 255  # left half white: after a 90-degree clockwise turn, the top is white
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    (tmp_path / "r.jpg").write_bytes(buf.getvalue())
+    for source in (buf.getvalue(), tmp_path / "r.jpg"):
+        arr = np.asarray(to_pil(source))
+        assert arr.shape == (40, 20, 3) and arr[:20].mean() > 200 and arr[20:].mean() < 50
+    caller = Image.open(io.BytesIO(buf.getvalue()))
+    upright = to_pil(caller)
+    assert upright is not caller and upright.size == (20, 40) and caller.size == (40, 20)
+    plain = Image.fromarray(rgb)
+    pp = Preprocess(input_size=16, resize=16)
+    before = np.asarray(plain).copy()
+    pp.to_uint8(plain)
+    assert np.array_equal(np.asarray(plain), before)  # preprocessing never edits its input
+
+
 def test_atomic_outputs_follow_umask(tmp_path):
     import os
 
