@@ -57,6 +57,9 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path)
         with torch.no_grad(), warnings.catch_warnings():
             # The TorchScript exporter warns about constant folding of Slice steps: harmless.
             warnings.simplefilter("ignore", UserWarning)
+            # Sizes read as Python ints (band bounds) become constants: by design, since a
+            # bundle's input size is fixed.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
                 wrapped,
                 (dummy,),

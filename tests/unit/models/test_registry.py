@@ -176,6 +176,28 @@ def test_lite0_multiscale_and_mirror_features() -> None:
     assert not torch.allclose(base, f[:, :1280], atol=1e-3)
 
 
+def test_lite0_stage_pyramid_features() -> None:
+    """Quick mode's features: 3 stage ends (banded or not) + head, each L2-normalised."""
+    torch.manual_seed(0)
+    bands = create_model("efficientnet_lite0", 3, pyramid="bands", flip_tta=True).eval()
+    mean = create_model("efficientnet_lite0", 3, pyramid="mean").eval()
+    assert (bands.feature_dim, mean.feature_dim) == (1280 + 3 * 624, 1280 + 624)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        f = bands.forward_features(x)
+        assert torch.allclose(f, bands.forward_features(x.flip(3)), atol=1e-4)
+        g = mean.forward_features(x)
+    for piece in (g[:, :112], g[:, 112:304], g[:, 304:624], g[:, 624:]):
+        assert torch.allclose(piece.norm(dim=1), torch.ones(2), atol=1e-4)
+    head = f[:, -1280:].norm(dim=1)  # the mean of two unit vectors (image and mirror image)
+    assert (head <= 1 + 1e-5).all() and (head > 0.5).all()
+    with pytest.raises(ModelError, match="pyramid must be one of"):
+        create_model("efficientnet_lite0", 3, pretrained=False, pyramid="max")
+    with pytest.raises(ModelError, match="leave multiscale off"):
+        create_model("efficientnet_lite0", 3, pretrained=False, pyramid="mean", multiscale=True)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # band bounds: constants
 def test_ensemble_features_export_to_onnx_and_ignore_mirroring() -> None:
     """The ensemble is one ONNX graph on one letterboxed input: views, mirrors and taps inside."""
     ort = pytest.importorskip("onnxruntime")
