@@ -57,6 +57,14 @@ def export_cmd(
     calibration_images: int = typer.Option(256, help="Training images used for int8 calibration."),
     parity_images: int = typer.Option(16, help="Real images on which ONNX must match torch."),
     archive: bool = typer.Option(False, "--archive", help="Also write OUT.tar.gz (one file)."),
+    triton: Path | None = typer.Option(
+        None,
+        "--triton",
+        help="Also write the bundle into this Triton model repository (REPO/NAME/1/model.onnx).",
+    ),
+    triton_name: str | None = typer.Option(
+        None, "--triton-name", help="Model name in the Triton repository (default: OUT's name)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
     json_out: bool = typer.Option(False, "--json", help="Print the bundle card as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -67,6 +75,7 @@ def export_cmd(
     the export fails and writes nothing otherwise.
 
     Example: lensflow export runs/clothing --out bundles/clothing --int8 --archive
+    Example: lensflow export runs/clothing --out bundles/clothing --triton model-repo
     """
     from lensflow.export.bundle import read_bundle
     from lensflow.export.exporter import ExportConfig, archive_path, export_run
@@ -81,10 +90,20 @@ def export_cmd(
         archive=archive,
         overwrite=overwrite,
     )
+    if triton is not None:  # fail before the slow export, not after it
+        from lensflow.export.triton import check_target
+
+        check_target(triton, triton_name or out.name, overwrite)
     path = export_run(config, quiet=quiet)
     bundle = read_bundle(path)
+    extra: dict[str, str] = {}
+    if triton is not None:
+        from lensflow.export.triton import write_triton_repository
+
+        model_dir = write_triton_repository(path, triton, name=triton_name, overwrite=overwrite)
+        extra["triton_model"] = str(model_dir)
     if json_out:
-        typer.echo(json.dumps({"bundle": str(path), **bundle.card}))
+        typer.echo(json.dumps({"bundle": str(path), **extra, **bundle.card}))
         return
     parity = bundle.card["parity"]["fp32_vs_torch"]
     size_mb = bundle.model_path.stat().st_size / 1e6
@@ -98,6 +117,10 @@ def export_cmd(
         typer.echo(f"int8 top-1 agreement with fp32 on the parity images: {agree:.0%}")
     if archive:
         typer.echo(f"archive {archive_path(path)}")
+    if triton is not None:
+        typer.echo(
+            f"Triton model {extra['triton_model']} (tritonserver --model-repository {triton})"
+        )
 
 
 def predict_cmd(

@@ -1,7 +1,8 @@
 """Quick mode: frozen backbone features once (ONNX Runtime, cached), then a logistic-regression head.
 
-The backbone's `forward_features` (for EfficientNet-Lite0: pooled head + pooled last block,
-averaged with the mirror image) is exported to ONNX and run over the pack; features are cached
+The backbone's `forward_features` (for EfficientNet-Lite0: the ends of its last three stages,
+each max-pooled over the top, middle and bottom thirds, and the pooled head, each L2-normalised
+and averaged with the mirror image) is exported to ONNX and run over the pack; features are cached
 by dataset hash + backbone weights + kwargs + preprocessing. The probe's weights are copied into
 the model's `nn.Linear` head, so the checkpoint is an ordinary torch model, and the reported
 validation accuracy is exactly that model's accuracy on the validation images.
