@@ -205,3 +205,52 @@ def test_run_and_its_bundle_give_the_same_numbers(request, tiny_bundle, tmp_path
     np.testing.assert_allclose([pa[k] for k in pa], [pb[k] for k in pa], atol=1e-4)
     assert (tmp_path / "run-eval" / "curves.png").is_file()  # from the run's metrics.csv
     assert "Training config" in (tmp_path / "run-eval" / "report.html").read_text()
+
+
+def test_tensorboard_serves_the_projector_export(bundle_eval) -> None:
+    """The real `tensorboard --logdir OUT/projector` finds the export and serves every file."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("tensorboard", reason="tensorboard is in the [test] extra")
+    from tests.fixtures.mqtt import free_port
+
+    summary, out = bundle_eval
+    projector = out / "projector"
+    features = np.loadtxt(projector / "tensors.tsv", delimiter="\t", dtype=np.float32, ndmin=2)
+    port = free_port()
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(projector),
+           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}/data/plugin/projector"
+
+    def get(path: str) -> bytes:
+        with urllib.request.urlopen(base + path, timeout=10) as r:
+            return r.read()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # TensorBoard takes a few seconds to start and to scan the logdir
+            try:
+                if json.loads(get("/runs")) == ["."]:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "tensorboard did not list the projector run"
+            time.sleep(0.5)
+        (embedding,) = json.loads(get("/info?run=."))["embeddings"]
+        assert embedding["tensorShape"] == list(features.shape)
+        name = embedding["tensorName"]
+        served = np.frombuffer(get(f"/tensor?run=.&name={name}"), np.float32)
+        np.testing.assert_array_equal(served.reshape(features.shape), features)
+        metadata = get(f"/metadata?run=.&name={name}").decode()
+        assert metadata == (projector / "metadata.tsv").read_text()
+        assert len(metadata.splitlines()) == summary["n"] + 1  # header + one row per image
+        sprite = get(f"/sprite_image?run=.&name={name}")
+        assert sprite == (projector / "sprite.png").read_bytes()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
