@@ -9,6 +9,7 @@ roughly halves the CPU forward time, so callers should convert model and inputs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -207,14 +208,7 @@ register_model(
     ModelInfo(
         name="efficientnet_lite2",
         family="efficientnet",
-        preprocess=Preprocess(
-            input_size=260,
-            resize=297,
-            crop="center",
-            mean=LITE_MEAN_STD[0],
-            std=LITE_MEAN_STD[1],
-            interpolation="bicubic",
-        ),
+        preprocess=replace(LITE0_PREPROCESS, input_size=260, resize=297),
         feature_dim=1280,
         pretrained_available=True,
         description="EfficientNet-Lite2, ImageNet weights (6.1 M params, ReLU6, 260 px)",

@@ -21,6 +21,7 @@ mirror image; the two networks' features are concatenated (6,472 values; 3,864 w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,23 +29,15 @@ import torch
 from torch import nn
 
 from lensflow.errors import ModelError
-from lensflow.models.efficientnet import EfficientNetLite, build_lite0
+from lensflow.models.efficientnet import LITE0_PREPROCESS, EfficientNetLite, build_lite0
 from lensflow.models.registry import ModelInfo, register_model
-from lensflow.preprocess import LITE_MEAN_STD, Preprocess
 
 INPUT = 352
 FRAMINGS = ("portrait", "landscape", "square")
 TAP_POOLS = ("bands", "mean")
 MEMBERS = ("lite0", "lite2")
 
-ENSEMBLE_PREPROCESS = Preprocess(
-    input_size=INPUT,
-    resize=INPUT,
-    crop="pad",
-    mean=LITE_MEAN_STD[0],
-    std=LITE_MEAN_STD[1],
-    interpolation="bicubic",
-)
+ENSEMBLE_PREPROCESS = replace(LITE0_PREPROCESS, input_size=INPUT, resize=INPUT, crop="pad")
 
 
 class LiteEnsemble(nn.Module):

@@ -151,12 +151,12 @@ def fit_probe(
     accuracy is then slightly optimistic. select="cv": 5-fold cross-validation on train with the
     one-standard-error rule; validation only reports.
     """
+    if select not in ("val", "cv"):
+        raise ValueError(f"select must be 'val' or 'cv', not {select!r}")
     mu, sd, (zt, zv) = _standardise(train_x, val_x)
     yt, yv = torch.from_numpy(train_y).long(), torch.from_numpy(val_y).long()
     cw = _weight_tensor(class_weight)
     grid = tuple(sorted(grid))
-    if select not in ("val", "cv"):
-        raise ValueError(f"select must be 'val' or 'cv', not {select!r}")
     cv, chosen = None, None
     if select == "cv":
         folds = cv_accuracy(
