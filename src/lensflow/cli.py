@@ -7,8 +7,24 @@ that `lensflow --help` and inference-only installs stay fast and torch-free.
 from __future__ import annotations
 
 import typer
+import typer.rich_utils
 
 from lensflow import __version__
+
+
+def _plain_error(error: Exception) -> None:
+    """Print a user error as click does: `Error: <message>` lines on stderr, never wrapped.
+
+    typer draws errors in a rich panel that wraps at the terminal width, splitting paths and
+    words across lines so they cannot be copied (and making tests depend on the width).
+    Help keeps rich formatting; only errors go plain.
+    """
+    if error.__class__.__name__ == "NoArgsIsHelpError":  # typer already printed the help
+        return
+    error.show()
+
+
+typer.rich_utils.rich_format_error = _plain_error
 
 app = typer.Typer(
     name="lensflow",

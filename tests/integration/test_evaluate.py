@@ -20,8 +20,7 @@ CLASSES = ["dress", "hat", "pants", "shoes", "t-shirt"]
 
 
 def evaluate(*args: str):
-    # Wide terminal: rich cuts error lines (long tmp paths) at the width with an ellipsis.
-    return runner.invoke(app, ["evaluate", *map(str, args)], env={"COLUMNS": "400"})
+    return runner.invoke(app, ["evaluate", *map(str, args)])
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from lensflow.cli import app
 from lensflow.data import load_dataset
 from lensflow.train import load_run
 
-runner = CliRunner(env={"COLUMNS": "400"})
+runner = CliRunner()
 RUN_FILES = {
     "card.json",
     "config.yaml",
