@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from lensflow.bundle import Bundle, read_bundle
 from lensflow.errors import BundleError
-from lensflow.export.bundle import Bundle, read_bundle
 from lensflow.preprocess import ImageInput, Preprocess
 
 # Images per onnxruntime call. Small chunks keep a conv net's activations in cache: on the 2-core

@@ -20,17 +20,22 @@ def predictor(tiny_bundle):
     return Predictor.from_bundle(tiny_bundle)
 
 
-def test_importing_and_using_the_predictor_never_imports_torch(tiny_bundle, sample_images):
+def test_importing_and_using_the_predictor_never_imports_torch_nor_export(
+    tiny_bundle, sample_images
+):
     code = (
         "import sys, json\n"
         "from lensflow.predictor import Predictor\n"
         f"p = Predictor.from_bundle({str(tiny_bundle)!r})\n"
         f"pred = p.predict([{str(sample_images[0])!r}])[0]\n"
-        "print(json.dumps({'torch': 'torch' in sys.modules, 'label': pred.label}))\n"
+        "export = [m for m in sys.modules if m.startswith('lensflow.export')]\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'export': export, "
+        "'label': pred.label}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["torch"] is False
+    assert result["export"] == []  # the bundle format lives below the export stage
     assert result["label"] in Predictor.from_bundle(tiny_bundle).classes
 
 

@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lensflow.bundle import ARCHIVE_SUFFIXES
+from lensflow.bundle import KIND as BUNDLE_KIND
 from lensflow.errors import EvaluateError, LensflowError
 from lensflow.preprocess import Preprocess
 from lensflow.progress import make_progress
 
 RUN_KIND = "lensflow-run"
-BUNDLE_KIND = "lensflow-bundle"
 
 # (float32 NCHW batch) -> (probabilities (N, C), features (N, D))
 Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -118,7 +119,7 @@ def source_kind(path: Path) -> str:
             f"{path} does not exist: give a training run (lensflow train ... --out RUN) or a "
             "bundle (lensflow export RUN --out BUNDLE)"
         )
-    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+    if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
         return "bundle"
     card_path = path / "card.json"
     if not card_path.is_file():

@@ -1,6 +1,6 @@
 """Export stage: run -> bundle (ONNX + labels + preprocess + card), parity check, int8.
 
-Light to import (no torch): the Predictor reads bundles through `lensflow.export.bundle`.
+Light to import (no torch). The bundle layout itself (writer and reader) lives in `lensflow.bundle`.
 """
 
 from __future__ import annotations

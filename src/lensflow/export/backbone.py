@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from lensflow import __version__
+from lensflow.bundle import cache_dir, read_bundle
 from lensflow.errors import ExportError, LensflowError
-from lensflow.export.bundle import cache_dir, read_bundle
 from lensflow.preprocess import Preprocess
 
 IMAGENET_CLASSES = 1000

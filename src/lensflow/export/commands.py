@@ -77,7 +77,7 @@ def export_cmd(
     Example: lensflow export runs/clothing --out bundles/clothing --int8 --archive
     Example: lensflow export runs/clothing --out bundles/clothing --triton model-repo
     """
-    from lensflow.export.bundle import read_bundle
+    from lensflow.bundle import read_bundle
     from lensflow.export.exporter import ExportConfig, archive_path, export_run
 
     config = ExportConfig(

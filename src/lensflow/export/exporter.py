@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lensflow.bundle import ARCHIVE_SUFFIXES, MODEL_FILE, write_archive, write_bundle_files
 from lensflow.config import save_config
 from lensflow.errors import ExportError, LensflowError
-from lensflow.export.bundle import ARCHIVE_SUFFIXES, MODEL_FILE, write_archive, write_bundle_files
 from lensflow.io import atomic_dir
 from lensflow.preprocess import Preprocess
 from lensflow.progress import console, track

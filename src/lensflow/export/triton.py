@@ -19,8 +19,8 @@ import re
 import shutil
 from pathlib import Path
 
+from lensflow.bundle import LABELS_FILE, PREPROCESS_FILE, read_bundle
 from lensflow.errors import ExportError
-from lensflow.export.bundle import LABELS_FILE, PREPROCESS_FILE, read_bundle
 from lensflow.io import atomic_dir, atomic_write_text
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from lensflow.bundle import read_bundle
 from lensflow.errors import ExportError
-from lensflow.export.bundle import read_bundle
 from lensflow.export.triton import write_triton_repository
 
 

@@ -7,7 +7,11 @@
       card.json         kind "lensflow-bundle": model, classes, precision, metrics, ...
 
 A bundle may also travel as one `.tar.gz` file (`lensflow export --archive`); readers extract it
-once into the cache and use the directory. No torch here: the Predictor imports this module.
+once into the cache and use the directory.
+
+The format sits below every stage that touches it: `export` writes bundles with it, and the
+Predictor (predict, serve, live, match, studio), evaluate and the Triton writer read them with it.
+It imports only the shared core (io, errors, preprocess): never torch, never a stage package.
 """
 
 from __future__ import annotations

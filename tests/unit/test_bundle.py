@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
+from lensflow.bundle import read_bundle, write_archive
 from lensflow.errors import BundleError
-from lensflow.export.bundle import read_bundle, write_archive
 from lensflow.predictor import Predictor
 
 
