@@ -15,7 +15,7 @@ $(BIN)/python:
 # torch first, pinned: the CPU wheel; an unpinned resolve would pull a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,test]'
+	$(BIN)/pip install -q -e '.[full,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

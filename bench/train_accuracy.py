@@ -86,10 +86,10 @@ def _plain_probe(ds: Path, out: Path, cache: Path) -> dict[str, Any]:
 
     from lensflow.models import create_model
     from lensflow.train.config import build_config
+    from lensflow.train.context import RunContext
     from lensflow.train.data import load_train_data
     from lensflow.train.probe import fit_probe
     from lensflow.train.quick import backbone_features
-    from lensflow.train.run import RunContext
 
     t0 = time.perf_counter()
     config = build_config(

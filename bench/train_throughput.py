@@ -61,8 +61,8 @@ def naive_epochs(records, classes, epochs: int, batch: int, seed: int) -> list[f
 
 
 def finetune_epochs(config, epochs: int, batch: int) -> tuple[list[float], float, int]:
+    from lensflow.train.context import make_context
     from lensflow.train.loop import make_optimizer
-    from lensflow.train.run import make_context
     from lensflow.train.tasks import _generator, make_task
 
     t0 = time.perf_counter()

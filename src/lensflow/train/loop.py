@@ -25,8 +25,8 @@ from lensflow.errors import TrainError
 from lensflow.progress import make_progress
 from lensflow.train.checkpoint import checkpoint_dict, read_checkpoint, save_checkpoint
 from lensflow.train.config import TrainConfig
+from lensflow.train.context import RunContext, class_weights, make_context
 from lensflow.train.features import auto_threads
-from lensflow.train.run import RunContext, class_weights
 from lensflow.train.tasks import _generator, autocast, make_task
 
 # Default peak LR of the head when learning_rate is 0, by (optimizer family, pretrained).
@@ -104,7 +104,6 @@ def _worker(
     rank: int, world: int, port: int, config: TrainConfig, stage: Any, resume: bool
 ) -> None:
     from lensflow.io import atomic_write_json
-    from lensflow.train.run import make_context
 
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(

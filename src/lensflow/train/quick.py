@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from lensflow.train.checkpoint import checkpoint_dict, save_checkpoint
+from lensflow.train.context import RunContext, class_weights
 from lensflow.train.features import cache_key, cache_root, onnx_session, run_cached, state_digest
 from lensflow.train.probe import fit_probe
-from lensflow.train.run import RunContext, class_weights
 
 
 def backbone_features(ctx: RunContext, rows: np.ndarray | None = None) -> np.ndarray:

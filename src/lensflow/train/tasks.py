@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from lensflow.train.augment import augment_batch, to_input
+from lensflow.train.context import RunContext, class_weights
 from lensflow.train.features import cache_key, cache_root, onnx_session, run_cached, state_digest
-from lensflow.train.run import RunContext
 
 CACHE_BUDGET_SHARE = 0.4
 
@@ -79,7 +79,6 @@ class CachedTailTask:
         """Linear probe first, then fine-tune (LP-FT): the head starts where quick mode ends, so
         fine-tuning refines good features instead of tearing them up with a random head."""
         from lensflow.train.probe import fit_probe
-        from lensflow.train.run import class_weights
 
         data, m = self.ctx.data, self.ctx.model
         cw = class_weights(data) if self.ctx.config.class_weights == "auto" else None

@@ -86,7 +86,7 @@ def test_one_standard_error_rule_prefers_the_simplest_model_within_noise() -> No
 
 def test_finetune_default_model_follows_the_time_budget(tmp_path) -> None:
     from lensflow.train.config import TrainConfig
-    from lensflow.train.run import ENSEMBLE_IMAGES_PER_S, default_model
+    from lensflow.train.context import ENSEMBLE_IMAGES_PER_S, default_model
 
     n = 3400
     enough = TrainConfig(time_budget=n / ENSEMBLE_IMAGES_PER_S / 0.7 + 1)
@@ -104,7 +104,7 @@ def test_images_to_embed_counts_only_what_the_run_uses(tiny_dataset) -> None:
     """The budget check of the default model counts the few-shot sample, not the whole dataset."""
     from lensflow.data import load_dataset
     from lensflow.train.config import TrainConfig
-    from lensflow.train.run import images_to_embed
+    from lensflow.train.context import images_to_embed
 
     dataset = load_dataset(tiny_dataset)
     records = dataset.records
