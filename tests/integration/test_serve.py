@@ -18,6 +18,7 @@ from lensflow.predictor import Predictor
 from lensflow.serve.app import create_app
 from lensflow.serve.background import BackgroundServer
 from lensflow.serve.config import ServeConfig
+from tests.fixtures.prometheus import prometheus_samples
 
 ACCESS_KEY, SECRET = "AKIALENSFLOWTEST01", "s3cr3t/Key+ForSigV4Tests"
 TOKEN = "bearer-token-0123456789abcdef"
@@ -206,28 +207,31 @@ def test_boto3_unknown_endpoint_is_404(server, sample_images):
 
 
 def test_metrics_in_prometheus_format(server, sample_images):
+    """The SageMaker CloudWatch equivalents, per endpoint, read back by prometheus_client's parser."""
     url = server
     img = sample_images[0].read_bytes()
-    httpx.post(
-        f"{url}/endpoints/second/invocations",
-        content=img,
-        headers=bearer(**{"Content-Type": "image/jpeg"}),
-    )
-    httpx.post(
-        f"{url}/endpoints/second/invocations",
-        content=b"x",
-        headers=bearer(**{"Content-Type": "text/csv"}),
-    )
+    invoke = f"{url}/endpoints/second/invocations"
+    ok = httpx.post(invoke, content=img, headers=bearer(**{"Content-Type": "image/jpeg"}))
+    bad = httpx.post(invoke, content=b"x", headers=bearer(**{"Content-Type": "text/csv"}))
+    assert (ok.status_code, bad.status_code) == (200, 415)
     assert httpx.get(f"{url}/metrics").status_code == 401  # auth applies to metrics too
-    text = httpx.get(f"{url}/metrics", headers=bearer()).text
-    assert "# TYPE lensflow_invocations_total counter" in text
-    assert 'lensflow_invocations_total{endpoint="second",code="200"}' in text
-    assert 'lensflow_invocations_total{endpoint="second",code="415"}' in text
-    assert 'lensflow_http_4xx_total{endpoint="second"}' in text
-    assert "lensflow_http_5xx_total" in text
-    assert 'lensflow_invocation_latency_seconds_bucket{endpoint="second",le="+Inf"}' in text
-    assert 'lensflow_model_load_seconds{endpoint="clothing"} 0.500000' in text
-    assert "lensflow_batch_size_count" in text
+    response = httpx.get(f"{url}/metrics", headers=bearer())
+    assert response.headers["content-type"].startswith("text/plain")
+    got = prometheus_samples(response.text)
+    second = (("endpoint", "second"),)
+    assert got["lensflow_invocations_total", (("code", "200"), *second)] >= 1
+    assert got["lensflow_invocations_total", (("code", "415"), *second)] >= 1
+    assert got["lensflow_http_4xx_total", second] >= 1
+    assert got["lensflow_http_5xx_total", second] == 0
+    latency = "lensflow_invocation_latency_seconds"
+    assert got[f"{latency}_bucket", (*second, ("le", "+Inf"))] == got[f"{latency}_count", second]
+    assert got[f"{latency}_count", second] >= 2
+    # model latency counts only the requests that reached the model (not the 415)
+    model = "lensflow_model_latency_seconds"
+    assert 1 <= got[f"{model}_count", second] < got[f"{latency}_count", second]
+    assert got[f"{model}_sum", second] > 0
+    assert got["lensflow_model_load_seconds", (("endpoint", "clothing"),)] == 0.5
+    assert got["lensflow_batch_size_count", ()] >= 1
 
 
 def test_structured_access_log(server, sample_images, caplog):
@@ -300,12 +304,8 @@ def test_load_20_seconds_16_clients_no_5xx(server, sample_images):
     assert set(codes) == {200}
     # concurrent requests were micro-batched (some model calls saw more than one image)
     text = httpx.get(f"{url}/metrics", headers=bearer()).text
-    sizes = {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line.startswith("lensflow_batch_size_")
-    }
-    assert sizes["lensflow_batch_size_sum"] > sizes["lensflow_batch_size_count"]
+    got = prometheus_samples(text)
+    assert got["lensflow_batch_size_sum", ()] > got["lensflow_batch_size_count", ()]
 
 
 def test_an_internal_failure_is_a_json_500_and_the_worker_survives(tiny_bundle, sample_images):
@@ -334,5 +334,6 @@ def test_an_internal_failure_is_a_json_500_and_the_worker_survives(tiny_bundle, 
             "code": "InternalFailure",
             "status": 500,
         }
-        assert 'lensflow_http_5xx_total{endpoint="flaky"} 2' in httpx.get(f"{url}/metrics").text
+        got = prometheus_samples(httpx.get(f"{url}/metrics").text)
+        assert got["lensflow_http_5xx_total", (("endpoint", "flaky"),)] == 2
         assert httpx.get(f"{url}/ping").status_code == 200

@@ -10,7 +10,14 @@ from PIL import Image
 
 from lensflow.config import reject_unknown
 from lensflow.errors import ConfigError, LensflowError
-from lensflow.io import atomic_dir, atomic_write_json, read_card, write_card
+from lensflow.io import (
+    atomic_dir,
+    atomic_open,
+    atomic_path,
+    atomic_write_json,
+    read_card,
+    write_card,
+)
 from lensflow.preprocess import Preprocess, to_pil
 
 
@@ -116,6 +123,29 @@ def test_atomic_outputs_follow_umask(tmp_path):
         assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
     finally:
         os.umask(old)
+
+
+def test_streamed_and_path_writers_are_atomic_and_follow_umask(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        with atomic_open(tmp_path / "a.rec") as f:
+            f.write(b"part one, ")
+            assert not (tmp_path / "a.rec").exists()  # nobody sees a half-written file
+            f.write(b"part two")
+        with atomic_path(tmp_path / "v.avi") as tmp:
+            assert tmp.suffix == ".avi" and tmp.parent == tmp_path  # same folder: rename is atomic
+            tmp.write_bytes(b"frames")
+        with pytest.raises(RuntimeError), atomic_open(tmp_path / "b.rec") as f:
+            f.write(b"half")
+            raise RuntimeError("interrupted")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.rec").read_bytes() == b"part one, part two"
+    assert (tmp_path / "v.avi").read_bytes() == b"frames"
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {0o640}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.rec", "v.avi"]  # no temp left
 
 
 def test_resize_crop_matches_resize_then_crop_on_a_real_photo(sample_folder):

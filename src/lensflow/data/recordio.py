@@ -24,7 +24,6 @@ import io
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from lensflow.data.dataset import UNSPLIT, Dataset, load_dataset
 from lensflow.data.folder import SPLIT_ALIASES, Scan
 from lensflow.data.validate import Item
 from lensflow.errors import DataError
-from lensflow.io import atomic_write_text
+from lensflow.io import atomic_open, atomic_write_text
 from lensflow.progress import track
 
 MAGIC = 0xCED7230A
@@ -141,18 +140,11 @@ def write_rec(rec_path: Path, records: Iterable[tuple[int, float, bytes]]) -> No
 
     Streams into a hidden temp file renamed on success: no half-written .rec on failure.
     """
-    rec_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{rec_path.name}.", suffix=".tmp", dir=rec_path.parent)
     index = []
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for key, label, image in records:
-                index.append(f"{key}\t{f.tell()}\n")
-                f.write(encode_record(pack_ir(float(label), image, id=key)))
-        os.replace(tmp, rec_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(rec_path) as f:
+        for key, label, image in records:
+            index.append(f"{key}\t{f.tell()}\n")
+            f.write(encode_record(pack_ir(float(label), image, id=key)))
     atomic_write_text(rec_path.with_suffix(".idx"), "".join(index))
 
 

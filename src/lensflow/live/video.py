@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lensflow.errors import LiveError
+from lensflow.io import atomic_path
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
@@ -54,20 +55,22 @@ def write_video(
     codec = CODECS.get(path.suffix.lower())
     if codec is None:
         raise LiveError(f"video must end in {', '.join(CODECS)}, got {path.name}")
-    writer = None
     count = 0
-    try:
-        for frame in frames:
-            if writer is None:
-                h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (w, h))
-                if not writer.isOpened():
-                    raise LiveError(f"OpenCV cannot write {codec} video to {path}")
-            writer.write(frame)
-            count += 1
-    finally:
-        if writer is not None:
-            writer.release()
-    if count == 0:
-        raise LiveError("no frames to write")
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for frame in frames:
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    fourcc = cv2.VideoWriter_fourcc(*codec)
+                    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (w, h))
+                    if not writer.isOpened():
+                        raise LiveError(f"OpenCV cannot write {codec} video to {path}")
+                writer.write(frame)
+                count += 1
+        finally:
+            if writer is not None:
+                writer.release()
+        if count == 0:
+            raise LiveError("no frames to write")
     return path

@@ -5,7 +5,8 @@ Routes
   POST /invocations                        the first endpoint (container contract)
   POST /endpoints/{name}/invocations       SageMaker Runtime InvokeEndpoint (boto3 works as is)
   GET  /endpoints                          names, classes and versions of the loaded models
-  GET  /metrics                            Prometheus text (invocations, latency, 4xx/5xx, load time)
+  GET  /metrics                            Prometheus (invocations, latency, model latency, 4xx/5xx,
+                                           load time; serve/metrics.py)
 
 Request bodies: `application/x-image`, `image/jpeg`, `image/png` (one image) or
 `application/json` (a batch of base64 images: `["<b64>", ...]` or `{"instances": [...]}` whose
@@ -45,7 +46,6 @@ from lensflow.serve.auth import (
 )
 from lensflow.serve.batcher import MicroBatcher
 from lensflow.serve.config import ServeConfig
-from lensflow.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lensflow.serve.metrics import Metrics
 
 IMAGE_TYPES = {"application/x-image", "image/jpeg", "image/png", "image/jpg"}
@@ -189,7 +189,7 @@ def create_app(
         sigv4_keys=load_sigv4_keys(config.sigv4_keys) if config.sigv4_keys else {},
         api_keys=load_api_keys(config.api_keys) if config.api_keys else [],
     )
-    metrics = Metrics()
+    metrics = Metrics(predictors)
     for name, seconds in (load_seconds or {}).items():
         metrics.set_model_load(name, seconds)
     batchers = {
@@ -284,7 +284,8 @@ def create_app(
             _authenticate(request, b"")
         except HTTPProblem as e:
             return problem_response(e.status, e.message, e.error_type)
-        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        body, content_type = metrics.render(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
@@ -318,8 +319,10 @@ def create_app(
             )
             images, batch = images_from_body(ctype, body, config.max_images)
             request.state.images = len(images)
+            started = time.perf_counter()
             x = await run_in_threadpool(_decode, predictor, images)
             probs = await batchers[name].submit(x)
+            metrics.record_model(name, time.perf_counter() - started)
         except HTTPProblem as e:
             return problem_response(e.status, e.message, e.error_type)
         headers = {

@@ -1,110 +1,95 @@
-"""Prometheus text-format metrics, the CloudWatch equivalents of a SageMaker endpoint.
+"""Prometheus metrics of the server, the equivalents of a SageMaker endpoint's CloudWatch metrics.
 
-Hand-written (no prometheus_client dependency): counters and histograms keyed by label values,
-rendered in the text exposition format 0.0.4. Thread-safe.
+SageMaker -> lensflow (all per endpoint):
+  Invocations, by status        lensflow_invocations_total{endpoint, code}
+  Invocation4XXErrors / 5XX     lensflow_http_4xx_total{endpoint}, lensflow_http_5xx_total{endpoint}
+  end-to-end latency            lensflow_invocation_latency_seconds{endpoint} (histogram)
+  ModelLatency                  lensflow_model_latency_seconds{endpoint} (histogram: decode + model)
+  ModelSetupTime                lensflow_model_load_seconds{endpoint} (gauge)
+plus lensflow_batch_size (images per model call, micro-batching).
+
+Each Metrics has its own prometheus_client registry (not the process-global one), so two apps in
+one process, e.g. in tests, never share counters. Exposition is prometheus_client's own, with
+content negotiation: the OpenMetrics format when the scraper asks for it, the text format otherwise.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from collections.abc import Iterable
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    if not names:
-        return ""
-    esc = [v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for v in values]
-    return "{" + ",".join(f'{n}="{v}"' for n, v in zip(names, esc, strict=True)) + "}"
-
-
-def _num(v: float) -> str:
-    return repr(float(v)) if v != int(v) else str(int(v))
-
-
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.buckets = buckets
-        self.counts = [0] * len(buckets)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.sum += value
-        self.count += 1
-        for i, b in enumerate(self.buckets):
-            if value <= b:
-                self.counts[i] += 1
-
-
 class Metrics:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.invocations: dict[tuple[str, str], int] = defaultdict(int)  # (endpoint, code)
-        self.errors: dict[tuple[str, str], int] = defaultdict(int)  # (class "4xx"/"5xx", endpoint)
-        self.latency: dict[str, Histogram] = {}
-        self.batch_size = Histogram(BATCH_BUCKETS)
-        self.model_load_seconds: dict[str, float] = {}
+    def __init__(self, endpoints: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.invocations = Counter(
+            "lensflow_invocations",
+            "Requests by endpoint and HTTP status.",
+            ["endpoint", "code"],
+            registry=reg,
+        )
+        self.errors = {
+            cls: Counter(
+                f"lensflow_http_{cls}",
+                f"Responses with a {cls} status, by endpoint.",
+                ["endpoint"],
+                registry=reg,
+            )
+            for cls in ("4xx", "5xx")
+        }
+        self.latency = Histogram(
+            "lensflow_invocation_latency_seconds",
+            "Time from request received to response ready.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.model_latency = Histogram(
+            "lensflow_model_latency_seconds",
+            "Time a request spends in the model: image decoding, queueing for a batch, inference.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.batch_size = Histogram(
+            "lensflow_batch_size",
+            "Images per model call (micro-batching).",
+            buckets=BATCH_BUCKETS,
+            registry=reg,
+        )
+        self.model_load_seconds = Gauge(
+            "lensflow_model_load_seconds",
+            "Time to load each endpoint's bundle.",
+            ["endpoint"],
+            registry=reg,
+        )
+        for name in endpoints:
+            # Known label values start at 0, so a rate() over them works before the first error.
+            for counter in self.errors.values():
+                counter.labels(name)
 
     def record(self, endpoint: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.invocations[(endpoint, str(status))] += 1
-            if 400 <= status < 600:
-                self.errors[(f"{status // 100}xx", endpoint)] += 1
-            hist = self.latency.setdefault(endpoint, Histogram(LATENCY_BUCKETS))
-            hist.observe(seconds)
+        self.invocations.labels(endpoint, str(status)).inc()
+        if 400 <= status < 600:
+            self.errors[f"{status // 100}xx"].labels(endpoint).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def record_model(self, endpoint: str, seconds: float) -> None:
+        self.model_latency.labels(endpoint).observe(seconds)
 
     def record_batch(self, size: int) -> None:
-        with self._lock:
-            self.batch_size.observe(size)
+        self.batch_size.observe(size)
 
     def set_model_load(self, endpoint: str, seconds: float) -> None:
-        with self._lock:
-            self.model_load_seconds[endpoint] = seconds
+        self.model_load_seconds.labels(endpoint).set(seconds)
 
-    def count(self, endpoint: str, status: int) -> int:
-        with self._lock:
-            return self.invocations.get((endpoint, str(status)), 0)
-
-    def render(self) -> str:
-        with self._lock:
-            lines: list[str] = []
-
-            def header(name: str, kind: str, text: str) -> None:
-                lines.append(f"# HELP {name} {text}")
-                lines.append(f"# TYPE {name} {kind}")
-
-            header("lensflow_invocations_total", "counter", "Requests by endpoint and HTTP status.")
-            for (ep, code), n in sorted(self.invocations.items()):
-                lines.append(
-                    f"lensflow_invocations_total{_labels(('endpoint', 'code'), (ep, code))} {n}"
-                )
-            for cls in ("4xx", "5xx"):
-                name = f"lensflow_http_{cls}_total"
-                header(name, "counter", f"Responses with a {cls} status, by endpoint.")
-                rows = sorted((ep, n) for (c, ep), n in self.errors.items() if c == cls)
-                for ep, n in rows or [("", 0)]:
-                    lines.append(f"{name}{_labels(('endpoint',), (ep,)) if ep else ''} {n}")
-            name = "lensflow_invocation_latency_seconds"
-            header(name, "histogram", "Time from request received to response ready.")
-            for ep, h in sorted(self.latency.items()):
-                self._histogram(lines, name, h, ("endpoint",), (ep,))
-            header("lensflow_batch_size", "histogram", "Images per model call (micro-batching).")
-            self._histogram(lines, "lensflow_batch_size", self.batch_size, (), ())
-            header("lensflow_model_load_seconds", "gauge", "Time to load each endpoint's bundle.")
-            for ep, s in sorted(self.model_load_seconds.items()):
-                lines.append(f"lensflow_model_load_seconds{_labels(('endpoint',), (ep,))} {s:.6f}")
-            return "\n".join(lines) + "\n"
-
-    @staticmethod
-    def _histogram(
-        lines: list[str], name: str, h: Histogram, names: tuple[str, ...], values: tuple[str, ...]
-    ) -> None:
-        for b, n in zip(h.buckets, h.counts, strict=True):
-            lines.append(f"{name}_bucket{_labels((*names, 'le'), (*values, _num(b)))} {n}")
-        lines.append(f"{name}_bucket{_labels((*names, 'le'), (*values, '+Inf'))} {h.count}")
-        lines.append(f"{name}_sum{_labels(names, values)} {h.sum:.6f}")
-        lines.append(f"{name}_count{_labels(names, values)} {h.count}")
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition body and its content type, in the format the `Accept` header asks for."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

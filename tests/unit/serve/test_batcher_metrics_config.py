@@ -1,4 +1,4 @@
-"""Micro-batching with a real Predictor, the Prometheus rendering, and serve config checks."""
+"""Micro-batching with a real Predictor, the Prometheus exposition, and serve config checks."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import asyncio
 
 import numpy as np
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from lensflow.errors import ServeError
 from lensflow.predictor import Predictor
 from lensflow.serve.batcher import MicroBatcher
 from lensflow.serve.config import ServeConfig, check_bind, is_loopback, parse_endpoint
 from lensflow.serve.metrics import Metrics
+from tests.fixtures.prometheus import prometheus_samples
 
 
 def test_concurrent_requests_share_model_calls_and_get_their_own_rows(tiny_bundle, sample_images):
@@ -51,25 +55,39 @@ def test_a_failing_batch_fails_its_requests_not_the_loop(tiny_bundle, sample_ima
 
 
 def test_metrics_render_counters_and_cumulative_histograms():
-    m = Metrics()
+    m = Metrics(["a", "b"])
     m.record("a", 200, 0.004)
     m.record("a", 200, 0.2)
     m.record("a", 415, 0.001)
     m.record("b", 500, 0.03)
+    m.record_model("a", 0.02)
     m.record_batch(3)
     m.set_model_load("a", 1.25)
-    text = m.render()
-    assert 'lensflow_invocations_total{endpoint="a",code="200"} 2' in text
-    assert 'lensflow_http_4xx_total{endpoint="a"} 1' in text
-    assert 'lensflow_http_5xx_total{endpoint="b"} 1' in text
-    assert 'lensflow_invocation_latency_seconds_bucket{endpoint="a",le="0.005"} 2' in text
-    assert 'lensflow_invocation_latency_seconds_bucket{endpoint="a",le="0.25"} 3' in text
-    assert 'lensflow_invocation_latency_seconds_count{endpoint="a"} 3' in text
-    assert 'lensflow_batch_size_bucket{le="4"} 1' in text
-    assert 'lensflow_model_load_seconds{endpoint="a"} 1.250000' in text
-    for line in text.splitlines():  # every sample line is "name{labels} value"
-        if not line.startswith("#"):
-            float(line.rsplit(" ", 1)[1])
+    body, content_type = m.render()
+    assert content_type.startswith("text/plain")
+    got = prometheus_samples(body.decode())
+    assert got["lensflow_invocations_total", (("code", "200"), ("endpoint", "a"))] == 2
+    assert got["lensflow_http_4xx_total", (("endpoint", "a"),)] == 1
+    assert got["lensflow_http_4xx_total", (("endpoint", "b"),)] == 0  # known endpoints start at 0
+    assert got["lensflow_http_5xx_total", (("endpoint", "b"),)] == 1
+    latency = "lensflow_invocation_latency_seconds"
+    assert got[f"{latency}_bucket", (("endpoint", "a"), ("le", "0.005"))] == 2
+    assert got[f"{latency}_bucket", (("endpoint", "a"), ("le", "0.25"))] == 3
+    assert got[f"{latency}_count", (("endpoint", "a"),)] == 3
+    assert got["lensflow_model_latency_seconds_count", (("endpoint", "a"),)] == 1
+    assert ("lensflow_model_latency_seconds_count", (("endpoint", "b"),)) not in got
+    assert got["lensflow_batch_size_bucket", (("le", "4.0"),)] == 1
+    assert got["lensflow_model_load_seconds", (("endpoint", "a"),)] == 1.25
+
+
+def test_metrics_speak_openmetrics_when_the_scraper_asks():
+    m = Metrics(["a"])
+    m.record("a", 200, 0.01)
+    body, content_type = m.render("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    families = {f.name: f for f in openmetrics_families(body.decode())}
+    assert families["lensflow_invocations"].type == "counter"
+    assert families["lensflow_invocation_latency_seconds"].type == "histogram"
 
 
 def test_endpoint_specs_and_bind_safety(tmp_path):
