@@ -44,6 +44,11 @@ class Prediction:
             "top_k": [{"label": lab, "probability": p} for lab, p in self.top_k],
         }
 
+    def _repr_html_(self) -> str:  # Jupyter: label (or "unknown") and top-k bars
+        from lensflow.display import prediction_html
+
+        return prediction_html(self)
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, stable for large logits."""

@@ -83,6 +83,11 @@ class Dataset:
             f"Dataset({str(self.path)!r}, classes={len(self.classes)}, records={len(self.records)})"
         )
 
+    def _repr_html_(self) -> str:  # Jupyter: class counts and a few thumbnails
+        from lensflow.display import dataset_html
+
+        return dataset_html(self)
+
 
 def counts_of(pairs: Any) -> dict[str, dict[str, int]]:
     """{split: {class: n}} in split order then class order."""

@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from lensflow.errors import ExportError, LensflowError
+
+if TYPE_CHECKING:
+    from lensflow.export.exporter import ExportConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -78,7 +82,7 @@ def export_cmd(
     Example: lensflow export runs/clothing --out bundles/clothing --triton model-repo
     """
     from lensflow.bundle import read_bundle
-    from lensflow.export.exporter import ExportConfig, archive_path, export_run
+    from lensflow.export.exporter import ExportConfig, archive_path
 
     config = ExportConfig(
         run=run,
@@ -90,18 +94,9 @@ def export_cmd(
         archive=archive,
         overwrite=overwrite,
     )
-    if triton is not None:  # fail before the slow export, not after it
-        from lensflow.export.triton import check_target
-
-        check_target(triton, triton_name or out.name, overwrite)
-    path = export_run(config, quiet=quiet)
+    path, model_dir = export_bundle(config, triton, triton_name, quiet)
     bundle = read_bundle(path)
-    extra: dict[str, str] = {}
-    if triton is not None:
-        from lensflow.export.triton import write_triton_repository
-
-        model_dir = write_triton_repository(path, triton, name=triton_name, overwrite=overwrite)
-        extra["triton_model"] = str(model_dir)
+    extra = {"triton_model": str(model_dir)} if model_dir is not None else {}
     if json_out:
         typer.echo(json.dumps({"bundle": str(path), **extra, **bundle.card}))
         return
@@ -121,6 +116,32 @@ def export_cmd(
         typer.echo(
             f"Triton model {extra['triton_model']} (tritonserver --model-repository {triton})"
         )
+
+
+def export_bundle(
+    config: ExportConfig,
+    triton: Path | None = None,
+    triton_name: str | None = None,
+    quiet: bool = False,
+) -> tuple[Path, Path | None]:
+    """Export as configured, and into a Triton repository when `triton` is given.
+
+    Returns (bundle path, Triton model directory or None). Shared by `lensflow export` and
+    `lensflow.api.Run.export`.
+    """
+    from lensflow.export.exporter import export_run
+
+    if triton is not None:  # fail before the slow export, not after it
+        from lensflow.export.triton import check_target
+
+        check_target(triton, triton_name or config.out.name, config.overwrite)
+    path = export_run(config, quiet=quiet)
+    if triton is None:
+        return path, None
+    from lensflow.export.triton import write_triton_repository
+
+    model_dir = write_triton_repository(path, triton, name=triton_name, overwrite=config.overwrite)
+    return path, Path(model_dir)
 
 
 def predict_cmd(
@@ -190,4 +211,4 @@ def register(app: typer.Typer) -> None:
     app.command("predict")(predict_cmd)
 
 
-__all__ = ["ExportError", "PredictConfig", "expand_images", "register"]
+__all__ = ["ExportError", "PredictConfig", "expand_images", "export_bundle", "register"]

@@ -1,10 +1,16 @@
 """Train stage: `lensflow train` (quick | finetune | scratch | auto) and `load_run`.
 
 `from lensflow.train import load_run` does not import torch until it is called.
+
+The package is also callable: `lensflow.train(dataset, out=..., **hyperparameters)` is the
+Python façade's train (`lensflow.api.train`, returns a Run), so `import lensflow as lf;
+lf.train(ds, out="run", mode="quick")` works in notebooks.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,5 +30,16 @@ def train(config: Any, resume: bool = False, overwrite: bool = False) -> dict[st
 
     return _train(config, resume=resume, overwrite=overwrite)
 
+
+class _CallablePackage(types.ModuleType):
+    # Python binds the subpackage to the attribute `lensflow.train` as soon as it is imported,
+    # replacing any function of that name: the package itself must be the façade's function.
+    def __call__(self, dataset: Any, out: Any, **kwargs: Any) -> Any:
+        from lensflow.api import train as facade_train
+
+        return facade_train(dataset, out, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
 
 __all__ = ["load_run", "train"]

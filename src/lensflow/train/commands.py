@@ -93,20 +93,13 @@ def train_command(
 
     Example: lensflow train ds --out run --time-budget 10m -p label_smoothing=0.1
     """
-    from lensflow.config import load_yaml
-    from lensflow.train.config import build_config, parse_overrides
+    from lensflow.train.config import command_config, parse_overrides
     from lensflow.train.run import train
 
     given = locals()
     flags: dict[str, Any] = {k: given[k] for k in _FLAG_FIELDS if given[k] is not None}
-    layers: list[dict[str, Any]] = []
-    if config is not None:
-        layers.append(dict(load_yaml(config)))
-    layers.append(parse_overrides(param))
-    layers.append({**flags, "dataset": dataset, "out": out, "quiet": quiet or as_json})
-    cfg = build_config(*layers)
-    if resume and config is None and not param and not flags:
-        cfg = _resumed_config(cfg)
+    overrides = {**parse_overrides(param), **flags}
+    cfg = command_config(dataset, out, overrides, config, quiet or as_json, resume)
     card = train(cfg, resume=resume, overwrite=overwrite)
     if not card:  # a non-zero torchrun rank: rank 0 reports
         return
@@ -118,20 +111,6 @@ def train_command(
         f"{card['mode']} {card['model']}: validation accuracy {best['val_accuracy']:.1%} "
         f"(epoch {best['epoch']}, {card['val_images']} images) in {card['seconds']:.0f} s -> {out}"
     )
-
-
-def _resumed_config(cfg: Any) -> Any:
-    """`--resume` alone continues with the run's own saved config."""
-    from lensflow.config import load_yaml
-    from lensflow.train.checkpoint import partial_dir
-    from lensflow.train.config import build_config
-
-    for d in (partial_dir(cfg.out), cfg.out):
-        if (d / "config.yaml").is_file():
-            saved = dict(load_yaml(d / "config.yaml"))
-            saved.update(dataset=cfg.dataset, out=cfg.out, quiet=cfg.quiet)
-            return build_config(saved)
-    return cfg
 
 
 def models_command(

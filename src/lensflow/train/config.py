@@ -196,3 +196,41 @@ def build_config(*layers: Mapping[str, Any]) -> TrainConfig:
         for key, raw in layer.items():
             values[key] = parse_value(key, raw)
     return TrainConfig(**values)
+
+
+def command_config(
+    dataset: Path,
+    out: Path,
+    overrides: Mapping[str, Any],
+    config_file: Path | None = None,
+    quiet: bool = False,
+    resume: bool = False,
+) -> TrainConfig:
+    """The TrainConfig of one `lensflow train` (CLI) or `lensflow.train(...)` (Python) call.
+
+    Layers, lowest priority first: defaults, the YAML `config_file`, `overrides` (--param and
+    flags, or keyword arguments). `resume` with nothing else given continues with the run's own
+    saved config.
+    """
+    from lensflow.config import load_yaml
+
+    layers: list[Mapping[str, Any]] = []
+    if config_file is not None:
+        layers.append(dict(load_yaml(config_file)))
+    layers.append({**overrides, "dataset": dataset, "out": out, "quiet": quiet})
+    cfg = build_config(*layers)
+    if resume and config_file is None and not overrides:
+        return _resumed_config(cfg)
+    return cfg
+
+
+def _resumed_config(cfg: TrainConfig) -> TrainConfig:
+    from lensflow.config import load_yaml
+    from lensflow.train.checkpoint import partial_dir
+
+    for d in (partial_dir(cfg.out), cfg.out):
+        if (d / "config.yaml").is_file():
+            saved = dict(load_yaml(d / "config.yaml"))
+            saved.update(dataset=cfg.dataset, out=cfg.out, quiet=cfg.quiet)
+            return build_config(saved)
+    return cfg
