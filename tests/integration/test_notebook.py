@@ -83,6 +83,9 @@ def test_quickstart_runs_from_import_to_a_served_prediction(
     before = snapshot(ROOT / "examples")
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_spec(tmp_path / "jupyter")))
     monkeypatch.setenv("LENSFLOW_CACHE", str(tmp_path / "cache"))
+    # Kernel connection files and IPython's profile go to the temp dir too, not to $HOME.
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.setenv(
         "PYTHONPATH",
         os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
