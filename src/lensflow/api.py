@@ -319,6 +319,10 @@ class ShownPrediction(Prediction):
 class Predictions(list):  # type: ignore[type-arg]
     """The predictions of one `predict` call: a plain list that shows itself as a table."""
 
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return Predictions(item) if isinstance(index, slice) else item  # slices still display
+
     def _repr_html_(self) -> str:
         from lensflow.display import predictions_html
 

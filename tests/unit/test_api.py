@@ -221,3 +221,14 @@ def test_load_bundle_gives_a_predictor_with_thumbnails(
     assert [p.to_dict() for p in preds] == plain  # same results as the plain Predictor
     assert all(p.thumbnail.startswith("data:image/jpeg;base64,") for p in preds)
     assert [p.source for p in preds] == [p.name for p in sample_images]
+
+
+def test_quiet_silences_progress(
+    tmp_path: Path, sample_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lf.import_dataset(sample_folder, tmp_path / "loud", workers=1)
+    loud = capsys.readouterr()
+    lf.import_dataset(sample_folder, tmp_path / "quiet", workers=1, quiet=True)
+    quiet = capsys.readouterr()
+    assert loud.err.strip()  # the progress bar (its layout depends on the width: not checked)
+    assert quiet.err == "" and quiet.out == ""

@@ -196,6 +196,7 @@ def test_prediction_list_shows_a_row_with_thumbnail_per_image() -> None:
     assert decode_image(thumbs[0]["src"]).size == (96, 48)  # longer side 96, aspect kept
     assert "a.jpg" in page.plain and "b.jpg" in page.plain
     assert len(page.all("div", **{"class": "bar"})) == 4
+    assert len(Page(preds[1:]._repr_html_()).all("tr", **{"class": "prediction"})) == 1
     single = Page(preds[0]._repr_html_())
     assert len(single.all("img")) == 1 and single.plain.startswith("shirt 90.0%")
 
