@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from lensflow.config import reject_unknown
 from lensflow.errors import ConfigError, LensflowError
+from lensflow.extras import EXTRA_OF_MODULE, MissingExtraError
 from lensflow.predictor import Prediction, Predictor
 
 if TYPE_CHECKING:
@@ -71,18 +72,17 @@ def config_from_kwargs(cls: type, fixed: Mapping[str, Any], options: Mapping[str
 
 @contextmanager
 def needs_train_extra(what: str) -> Iterator[None]:
-    """Turn a missing torch (or another training module) into a one-line error naming the extra."""
+    """Turn a missing optional module (torch, scikit-learn, ...) into one line naming its extra."""
     try:
         yield
     except ModuleNotFoundError as e:
-        from lensflow.cli import TRAIN_EXTRA_MODULES
-
         top = (e.name or "").split(".")[0]
-        if top not in TRAIN_EXTRA_MODULES:
+        extra = EXTRA_OF_MODULE.get(top)
+        if extra is None:
             raise
-        raise LensflowError(
-            f"{what} needs {top}, which comes with the training extras; install them with: "
-            "pip install 'lensflow[train]'"
+        raise MissingExtraError(
+            f"{what} needs {top}, which comes with the {extra} extra; install it with: "
+            f"pip install 'lensflow[{extra}]'"
         ) from None
 
 
