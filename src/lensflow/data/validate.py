@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from lensflow.io import atomic_write_bytes
+
 # 100 megapixels: above any phone or DSLR photo (200 MP sensors bin to 50 MP), and still a
 # bounded ~300 MB to decode; headers claiming more are refused before any pixel is decoded.
 MAX_PIXELS = 100_000_000
@@ -89,9 +91,8 @@ def process_item(item: Item, out_root: Path, rel_stem: str) -> dict[str, Any]:
     except Rejected as e:
         return {"ok": False, "ref": item.ref, "reason": str(e)}
     rel = f"{rel_stem}{ext}"
-    dest = out_root / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(data)
+    # Datasets are built inside an atomic_dir; Studio's uploads write straight into the model.
+    atomic_write_bytes(out_root / rel, data, fsync=False)
     pixel_hash = hashlib.sha256(f"{arr.shape}".encode() + arr.tobytes()).hexdigest()
     return {
         "ok": True,

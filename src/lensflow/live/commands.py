@@ -48,6 +48,13 @@ def live(
         None, "--max-frames", help="Stop after N frames (default: until the source ends / Ctrl-C)."
     ),
     threads: int | None = typer.Option(None, "--threads", help="onnxruntime threads."),
+    stream_timeout: float = typer.Option(
+        10.0,
+        "--stream-timeout",
+        min=0.1,
+        help="Seconds an rtsp:// / http:// stream may take to answer or stay silent before it "
+        "counts as down (then it is reopened with back-off). Example: --stream-timeout 5",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line."),
     json_out: bool = typer.Option(
         False, "--json", help="Print a JSON summary on stdout at the end."
@@ -67,6 +74,7 @@ def live(
         bundle=bundle, source=source, mqtt=mqtt, topic=topic, qos=qos, stdout=stdout, view=view,
         fps=fps, every=every, loop=loop, threshold=threshold_from_cli(threshold), blank_label=blank_label,
         wait_broker=wait_broker, buffer=buffer, max_frames=max_frames, threads=threads,
+        stream_timeout=stream_timeout,
     )  # fmt: skip
     summary = run_command(config, quiet=quiet)
     if json_out:
@@ -132,7 +140,9 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
         )
 
     with contextlib.ExitStack() as stack:
-        source = open_source(config.source, on_event, config.reconnect_timeout, config.loop)
+        source = open_source(
+            config.source, on_event, config.reconnect_timeout, config.loop, config.stream_timeout
+        )
         stack.callback(source.close)
         if config.stdout:
             sinks.append(StdoutSink())

@@ -47,6 +47,7 @@ class LiveConfig:
     max_frames: int | None = None  # stop after this many classified frames
     threads: int | None = None  # onnxruntime threads (default: all cores)
     reconnect_timeout: float = 30.0  # seconds a lost camera/stream is retried before giving up
+    stream_timeout: float = 10.0  # seconds a stream may take to answer, or stay silent
 
     def validate(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -261,7 +262,9 @@ def run_live(
     classes = list(predictor.classes)
     blanks = blank_indices(classes, config.blank_label)
     if source is None:
-        source = open_source(config.source, event, config.reconnect_timeout, config.loop)
+        source = open_source(
+            config.source, event, config.reconnect_timeout, config.loop, config.stream_timeout
+        )
     else:
         source.report = event
 

@@ -3,7 +3,9 @@
 Every source yields BGR uint8 frames (OpenCV's order; the loop converts for the Predictor) and
 returns None at its end. File sources end at EOF; live sources (cameras, streams) that stop
 delivering are reopened with exponential back-off, each attempt reported through `report`, and give
-up with a LiveError after `reconnect_timeout` seconds.
+up with a LiveError after `reconnect_timeout` seconds. A stream (rtsp://, http://) that does not
+answer, or goes silent, for `stream_timeout` seconds counts as not there / lost: FFmpeg's own
+default would block for 30 s on a server that accepts the connection and never replies.
 
 `FrameReader` runs a source in a thread so decoding overlaps classification. Live sources keep only
 the newest frame (a slow classifier skips frames instead of lagging behind the camera); files queue
@@ -138,12 +140,14 @@ class CaptureSource(FrameSource):
         reconnect_timeout: float = 30.0,
         min_backoff: float = 0.5,
         max_backoff: float = 8.0,
+        stream_timeout: float = 10.0,
     ) -> None:
         super().__init__(spec)
         self.kind = kind
         self.live = kind in ("camera", "stream")
         self.report = report
         self.reconnect_timeout = reconnect_timeout
+        self.stream_timeout = stream_timeout
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.reconnects = 0
@@ -164,7 +168,12 @@ class CaptureSource(FrameSource):
     def _open(self) -> Any:
         import cv2
 
-        cap = cv2.VideoCapture(self._target())
+        if self.kind == "stream":
+            ms = max(1, round(self.stream_timeout * 1000))
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            cap = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG, timeouts)
+        else:
+            cap = cv2.VideoCapture(self._target())
         if not cap.isOpened():
             cap.release()
             return None
@@ -181,7 +190,11 @@ class CaptureSource(FrameSource):
                 "(`ls /dev/video*`), or pass a video file, image folder or stream URL to --source"
             )
         if self.kind == "stream":
-            return f"cannot open stream {self.spec}{why}; check the URL and that the server is up"
+            return (
+                f"cannot open stream {self.spec}{why}: no video within {self.stream_timeout:g}s "
+                "(--stream-timeout); "
+                "check the URL and that the server is up"
+            )
         return f"cannot read video {self.spec}{why}; is it a video file OpenCV/FFmpeg can decode?"
 
     @property
@@ -276,18 +289,25 @@ def source_kind(spec: str) -> str:
 
 
 def open_source(
-    spec: str, report: Report = _ignore, reconnect_timeout: float = 30.0, loop: bool = False
+    spec: str,
+    report: Report = _ignore,
+    reconnect_timeout: float = 30.0,
+    loop: bool = False,
+    stream_timeout: float = 10.0,
 ) -> FrameSource:
     """Open --source: `0` (camera), `video.mp4`, `photos/` or `rtsp://...` / `http://...`.
 
-    loop=True plays a video file or image folder again from the start at its end."""
+    loop=True plays a video file or image folder again from the start at its end.
+    stream_timeout: seconds a stream may take to answer or stay silent before it is lost."""
     kind = source_kind(spec)
     source: FrameSource
     if kind == "folder":
         source = FolderSource(Path(spec).expanduser(), report)
     else:
         target = str(Path(spec).expanduser()) if kind == "video" else spec.strip()
-        source = CaptureSource(target, kind, report, reconnect_timeout=reconnect_timeout)
+        source = CaptureSource(
+            target, kind, report, reconnect_timeout=reconnect_timeout, stream_timeout=stream_timeout
+        )
     source.loop = loop and not source.live
     return source
 

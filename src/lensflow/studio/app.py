@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -35,13 +36,21 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from lensflow.errors import StudioError
 from lensflow.serve.config import is_loopback
 from lensflow.studio import pages
 from lensflow.studio.jobs import MODES, JobWorker, check_trainable
-from lensflow.studio.store import BUSY, Store
-from lensflow.studio.uploads import Limits, Uploader, check_categories, check_category_name
+from lensflow.studio.store import BUSY, Conflict, Store
+from lensflow.studio.uploads import (
+    CATEGORY_PATTERN,
+    Limits,
+    Uploader,
+    check_categories,
+    check_category_name,
+)
 
 STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "lensflow_studio"
@@ -59,10 +68,6 @@ class StudioConfig:
 
 class NotFound(StudioError):
     status = 404
-
-
-class Conflict(StudioError):
-    status = 409
 
 
 def check_security(config: StudioConfig) -> None:
@@ -86,18 +91,110 @@ def read_api_keys(path: Path) -> tuple[str, ...]:
     return keys
 
 
+# -- the API's documents ------------------------------------------------------------------------
+# Naming rules are published as schema patterns but checked by the server's own code (same
+# expression), so a bad name gets a 400 that says the rule instead of a generic 422.
+CATEGORY_NAME = {
+    "type": "string",
+    "pattern": CATEGORY_PATTERN,
+    "description": "1-64 ASCII letters, digits, '-', '_', '.', '+'; a letter or digit first, "
+    "no '.' or '_' last; not a split name (train, val, test, ...)",
+}
+
+
 class CreateModel(BaseModel):
-    name: str = Field(..., min_length=1, max_length=100, examples=["socks"])
-    categories: list[str] = Field(default_factory=list, examples=[["left", "right"]])
+    name: str = Field(
+        ..., min_length=1, max_length=100, examples=["socks"], json_schema_extra={"pattern": r"\S"}
+    )
+    categories: list[str] = Field(
+        default_factory=list,
+        examples=[["left", "right"]],
+        description="Names are unique, also ignoring case (a repeat is a 409).",
+        json_schema_extra={"items": CATEGORY_NAME, "uniqueItems": True},
+    )
 
 
 class AddCategory(BaseModel):
-    name: str = Field(..., examples=["striped"])
+    name: str = Field(..., examples=["striped"], json_schema_extra=CATEGORY_NAME)
 
 
 class TrainRequest(BaseModel):
-    mode: str = Field("quick", examples=["quick"])
+    mode: str = Field("quick", examples=["quick"], json_schema_extra={"enum": list(MODES)})
     time_budget: float | None = Field(None, gt=0, description="seconds (mode auto)")
+
+
+class Problem(BaseModel):
+    """Every error answer (except FastAPI's own 422): what was wrong and how to fix it."""
+
+    detail: str
+
+
+ERRORS = {
+    400: "The request is malformed or a value breaks a rule; `detail` names the rule.",
+    401: "Missing or wrong API key: send 'Authorization: Bearer KEY'.",
+    404: "No such model, job or image.",
+    409: "Not possible in the model's current state (training, not trained yet, too few "
+    "images), or a category name repeats another one.",
+    411: "An upload without Content-Length (chunked bodies are refused).",
+    413: "The request is larger than the server's limit.",
+}
+BODY_ERRORS = (400, 411, 413)
+BINARY = {"type": "string", "format": "binary"}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": Problem, "description": ERRORS[c]} for c in sorted(codes)}
+
+
+def content(media_types: dict[str, dict[str, Any]], description: str) -> dict[int | str, Any]:
+    """A 200 answer that is a file, not JSON."""
+    return {200: {"description": description, "content": media_types}}
+
+
+def image_body(limits: Limits, *, urls: bool) -> dict[str, Any]:
+    """The request body of an upload or a prediction (read by hand, so described by hand)."""
+    files = {
+        "type": "object",
+        "required": ["files"],
+        "properties": {"files": {"type": "array", "items": BINARY, "maxItems": limits.max_files}},
+    }
+    media: dict[str, Any] = {
+        "multipart/form-data": {"schema": files},
+        "image/*": {"schema": BINARY},
+    }
+    if urls:
+        media["application/octet-stream"] = {"schema": BINARY}
+        media["application/json"] = {
+            "schema": {
+                "type": "object",
+                "required": ["urls"],
+                "properties": {
+                    # any items: one that is not a fetchable image URL is listed as rejected
+                    "urls": {"type": "array", "items": {}, "maxItems": limits.max_files},
+                    "category": {"type": "string"},
+                },
+            }
+        }
+    return {"requestBody": {"required": True, "content": media}}
+
+
+def links(parameter: str, source: str, *operations: str) -> dict[str, Any]:
+    """OpenAPI links: where an answer's id goes next (clients and schemathesis follow them)."""
+    return {
+        "links": {
+            op: {"operationId": op, "parameters": {parameter: f"$response.body#/{source}"}}
+            for op in operations
+        }
+    }
+
+
+def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only one route's)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 # -- views of the state --------------------------------------------------------------------------
@@ -174,6 +271,7 @@ def create_app(config: StudioConfig) -> FastAPI:
         description="Make an image classifier from the browser: create a model, upload photos "
         "per category, train, test, download the bundle.",
         lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,  # operationId = function name
     )
     app.state.store = store
     app.state.worker = worker
@@ -183,6 +281,18 @@ def create_app(config: StudioConfig) -> FastAPI:
     @app.exception_handler(StudioError)
     async def _studio_error(request: Request, exc: StudioError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=getattr(exc, "status", 400))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(app, request.scope))
+            exc.headers = {**(exc.headers or {}), "Allow": allow}
+        return await http_exception_handler(request, exc)
+
+    auth = (401,) if config.api_keys else ()
+
+    def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+        return error_responses(*codes, *auth)
 
     def authorised(request: Request) -> bool:
         if not config.api_keys:
@@ -236,23 +346,37 @@ def create_app(config: StudioConfig) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"ok": True}
 
-    @app.post("/api/models", status_code=201)
+    model_links = links(
+        "model_id", "id", "get_model", "delete_model", "add_category", "upload_images",
+        "list_images", "train", "predict", "report", "bundle",
+    )  # fmt: skip
+
+    @app.post(
+        "/api/models",
+        status_code=201,
+        responses={
+            201: {"description": "The new model", **model_links},
+            **errors(*BODY_ERRORS, 409),
+        },
+    )
     def create_model(body: CreateModel) -> dict[str, Any]:
         """Create a model: `{"name": "socks", "categories": ["left", "right"]}`."""
+        if not body.name.strip():
+            raise StudioError("the model name is blank: give it a name, e.g. 'socks'")
         model_id = store.create_model(body.name.strip(), check_categories(body.categories))
         return model_view(store, model_id)
 
-    @app.get("/api/models")
+    @app.get("/api/models", responses=errors())
     def list_models() -> dict[str, Any]:
         return {"models": [model_view(store, i) for i in store.list_model_ids()]}
 
-    @app.get("/api/models/{model_id}")
+    @app.get("/api/models/{model_id}", responses=errors(404))
     def get_model(model_id: str) -> dict[str, Any]:
         """State (created, has_images, queued, training, ready, error), counts, progress."""
         model_or_404(model_id)
         return model_view(store, model_id)
 
-    @app.delete("/api/models/{model_id}")
+    @app.delete("/api/models/{model_id}", responses=errors(404, 409))
     def delete_model(model_id: str) -> dict[str, Any]:
         model = model_or_404(model_id)
         if model["state"] in BUSY:
@@ -264,7 +388,11 @@ def create_app(config: StudioConfig) -> FastAPI:
         shutil.rmtree(store.model_dir(model_id), ignore_errors=True)
         return {"deleted": model_id}
 
-    @app.post("/api/models/{model_id}/categories", status_code=201)
+    @app.post(
+        "/api/models/{model_id}/categories",
+        status_code=201,
+        responses=errors(*BODY_ERRORS, 404, 409),
+    )
     def add_category(model_id: str, body: AddCategory) -> dict[str, Any]:
         model = model_or_404(model_id)
         name = check_category_name(body.name)
@@ -272,7 +400,11 @@ def create_app(config: StudioConfig) -> FastAPI:
         return model_view(store, model_id)
 
     # -- API: images -----------------------------------------------------------------------------
-    @app.post("/api/models/{model_id}/images")
+    @app.post(
+        "/api/models/{model_id}/images",
+        responses=errors(*BODY_ERRORS, 404, 409),
+        openapi_extra=image_body(config.limits, urls=True),
+    )
     async def upload_images(
         model_id: str, request: Request, category: str | None = None
     ) -> dict[str, Any]:
@@ -293,7 +425,11 @@ def create_app(config: StudioConfig) -> FastAPI:
             urls = body.get("urls") if isinstance(body, dict) else None
             if not isinstance(urls, list):
                 raise StudioError('a JSON upload is {"urls": ["https://...", ...]}')
+            if len(urls) > config.limits.max_files:
+                raise StudioError(f"{len(urls)} URLs; send at most {config.limits.max_files}")
             category = body.get("category", category)
+            if category is not None and not isinstance(category, str):
+                raise StudioError(f"category must be a name (a string), not {category!r}")
             await asyncio.to_thread(_locked, upload_lock, uploader.add_urls, urls, category)
         elif ctype == "multipart/form-data":
             form = await request.form(max_files=config.limits.max_files)
@@ -320,13 +456,17 @@ def create_app(config: StudioConfig) -> FastAPI:
             )
         return {**uploader.result.to_dict(), "model": model_view(store, model_id)}
 
-    @app.get("/api/models/{model_id}/images")
+    @app.get("/api/models/{model_id}/images", responses=errors(404))
     def list_images(model_id: str) -> dict[str, Any]:
         model_or_404(model_id)
         keys = ("id", "category", "width", "height", "source", "created")
         return {"images": [{k: im[k] for k in keys} for im in store.images(model_id)]}
 
-    @app.get("/api/models/{model_id}/images/{image_id}")
+    @app.get(
+        "/api/models/{model_id}/images/{image_id}",
+        response_class=FileResponse,
+        responses={**content({"image/*": {"schema": BINARY}}, "The photo"), **errors(404)},
+    )
     def image_file(model_id: str, image_id: int) -> FileResponse:
         model_or_404(model_id)
         try:
@@ -336,7 +476,14 @@ def create_app(config: StudioConfig) -> FastAPI:
         return FileResponse(store.model_dir(model_id) / image["path"])
 
     # -- API: training ---------------------------------------------------------------------------
-    @app.post("/api/models/{model_id}/train", status_code=202)
+    @app.post(
+        "/api/models/{model_id}/train",
+        status_code=202,
+        responses={
+            202: {"description": "The queued job", **links("job_id", "job/id", "get_job")},
+            **errors(*BODY_ERRORS, 404, 409),
+        },
+    )
     def train(model_id: str, body: TrainRequest | None = None) -> dict[str, Any]:
         """Queue a training job (`{"mode": "quick"}`); jobs run one at a time."""
         body = body or TrainRequest()
@@ -351,14 +498,21 @@ def create_app(config: StudioConfig) -> FastAPI:
         worker.wake.set()
         return {"job": job_view(store.get_job(job_id)), "model": model_view(store, model_id)}
 
-    @app.get("/api/jobs/{job_id}")
+    @app.get("/api/jobs/{job_id}", responses=errors(404))
     def get_job(job_id: str) -> dict[str, Any]:
         try:
             return job_view(store.get_job(job_id))
         except StudioError as e:
             raise NotFound(e.message) from None
 
-    @app.get("/api/models/{model_id}/events")
+    @app.get(
+        "/api/models/{model_id}/events",
+        response_class=StreamingResponse,
+        responses={
+            **content({"text/event-stream": {"schema": {"type": "string"}}}, "Model updates"),
+            **errors(404),
+        },
+    )
     async def events(model_id: str, request: Request) -> StreamingResponse:
         """Server-Sent Events: the model (state, progress) whenever it changes, until it settles."""
         model_or_404(model_id)
@@ -397,8 +551,14 @@ def create_app(config: StudioConfig) -> FastAPI:
                 predictors[job["id"]] = Predictor.from_bundle(bundle, threads=2)
             return predictors[job["id"]]
 
-    @app.post("/api/models/{model_id}/predict")
-    async def predict(model_id: str, request: Request, top_k: int = 3) -> dict[str, Any]:
+    @app.post(
+        "/api/models/{model_id}/predict",
+        responses=errors(*BODY_ERRORS, 404, 409),
+        openapi_extra=image_body(config.limits, urls=False),
+    )
+    async def predict(
+        model_id: str, request: Request, top_k: int = Query(3, ge=1, le=100)
+    ) -> dict[str, Any]:
         """Classify an image body (image/*) or multipart `files`: labels and probabilities."""
         predictor = predictor_for(model_id)
         images = await _request_images(request, config.limits)
@@ -423,8 +583,8 @@ def create_app(config: StudioConfig) -> FastAPI:
             raise Conflict(f"model {model_id} has no evaluation yet: train it first")
         return store.job_dir(model_id, job["id"]), job
 
-    @app.get("/api/models/{model_id}/report")
-    def report(model_id: str, worst: int = 12) -> dict[str, Any]:
+    @app.get("/api/models/{model_id}/report", responses=errors(404, 409))
+    def report(model_id: str, worst: int = Query(12, ge=0, le=1000)) -> dict[str, Any]:
         """The evaluation of the latest trained version: metrics, confusion matrix, mistakes."""
         job_dir, job = report_dir(model_id)
         metrics = json.loads((job_dir / "report" / "metrics.json").read_text())
@@ -435,12 +595,23 @@ def create_app(config: StudioConfig) -> FastAPI:
             "report_html": f"/api/models/{model_id}/report.html",
         }
 
-    @app.get("/api/models/{model_id}/report.html")
+    @app.get(
+        "/api/models/{model_id}/report.html",
+        response_class=FileResponse,
+        responses={
+            **content({"text/html": {"schema": {"type": "string"}}}, "The evaluation report"),
+            **errors(404, 409),
+        },
+    )
     def report_html(model_id: str) -> FileResponse:
         job_dir, _ = report_dir(model_id)
         return FileResponse(job_dir / "report" / "report.html", media_type="text/html")
 
-    @app.get("/api/models/{model_id}/report/images/{record_id}")
+    @app.get(
+        "/api/models/{model_id}/report/images/{record_id}",
+        response_class=FileResponse,
+        responses={**content({"image/*": {"schema": BINARY}}, "The photo"), **errors(404, 409)},
+    )
     def report_image(model_id: str, record_id: str) -> FileResponse:
         """An evaluated photo, looked up by its dataset id (never by a path from the request)."""
         from lensflow.data import load_dataset
@@ -451,7 +622,14 @@ def create_app(config: StudioConfig) -> FastAPI:
                 return FileResponse(record.path)
         raise NotFound(f"no evaluated image {record_id!r}")
 
-    @app.get("/api/models/{model_id}/bundle")
+    @app.get(
+        "/api/models/{model_id}/bundle",
+        response_class=FileResponse,
+        responses={
+            **content({"application/zip": {"schema": BINARY}}, "The bundle as a zip"),
+            **errors(404, 409),
+        },
+    )
     def bundle(model_id: str) -> FileResponse:
         """The exported bundle as a zip, for `lensflow serve` / `lensflow live` / `predict`."""
         model = model_or_404(model_id)

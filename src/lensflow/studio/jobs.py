@@ -29,7 +29,7 @@ from typing import Any
 
 from lensflow.errors import LensflowError, StudioError
 from lensflow.io import now_iso
-from lensflow.studio.store import Store
+from lensflow.studio.store import Conflict, Store
 
 MODES = ("quick", "finetune", "scratch", "auto")
 INTERRUPTED = (
@@ -146,7 +146,7 @@ def check_trainable(store: Store, model: dict[str, Any]) -> None:
     ready = [c for c in model["categories"] if counts.get(c, 0) >= MIN_IMAGES_PER_CATEGORY]
     if len(ready) < 2:
         have = ", ".join(f"{c}: {counts.get(c, 0)}" for c in model["categories"]) or "none"
-        raise StudioError(
+        raise Conflict(
             f"training needs at least 2 categories with {MIN_IMAGES_PER_CATEGORY}+ images each "
             f"(have {have}); upload more photos first"
         )

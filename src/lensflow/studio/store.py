@@ -72,6 +72,12 @@ STATES = ("created", "has_images", "queued", "training", "ready", "error")
 BUSY = ("queued", "training")
 
 
+class Conflict(StudioError):
+    """A valid request the model's current state (or its other categories) does not allow."""
+
+    status = 409
+
+
 class Store:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)

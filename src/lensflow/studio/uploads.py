@@ -19,12 +19,26 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from lensflow.data.folder import SPLIT_ALIASES
-from lensflow.data.importer import safe_name
 from lensflow.data.validate import Item, is_image_name, process_item
 from lensflow.errors import StudioError
-from lensflow.studio.store import Store
+from lensflow.studio.store import Conflict, Store
 
-CATEGORY_RE = re.compile(r"^[A-Za-z0-9][\w.+-]{0,63}$")
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# The naming rule as one regular expression, published as the schema pattern of the API and
+# used by the server, so both agree by construction: 1-64 ASCII letters, digits, '_', '.', '+',
+# '-'; a letter or digit first; no '.' or '_' last (so the name is its own folder name); not a
+# split name (any case). `(?![\s\S])` ends the string in every regex dialect (Python's `$`
+# also matches before a final newline).
+_RESERVED = "|".join(_any_case(w) for w in sorted(SPLIT_ALIASES))
+CATEGORY_PATTERN = (
+    rf"^(?!(?:{_RESERVED})(?![\s\S]))"
+    r"[A-Za-z0-9](?:[A-Za-z0-9_.+-]{0,62}[A-Za-z0-9+-])?(?![\s\S])"
+)
+CATEGORY_RE = re.compile(CATEGORY_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -53,16 +67,16 @@ class UploadResult:
         }
 
 
-def check_category_name(name: str) -> str:
-    name = name.strip() if isinstance(name, str) else ""
-    if not CATEGORY_RE.match(name) or safe_name(name) != name:
-        raise StudioError(
-            f"category name {name!r} is not allowed: use 1-64 letters, digits, '-', '_', '.' or '+',"
-            " starting with a letter or digit (e.g. 't-shirt')"
-        )
-    if name.lower() in SPLIT_ALIASES:
+def check_category_name(name: Any) -> str:
+    if isinstance(name, str) and name.lower() in SPLIT_ALIASES:
         raise StudioError(
             f"category name {name!r} is reserved (it names a dataset split); choose another"
+        )
+    if not isinstance(name, str) or not CATEGORY_RE.search(name):
+        raise StudioError(
+            f"category name {name!r} is not allowed: use 1-64 ASCII letters, digits, '-', '_', "
+            "'.' or '+', starting with a letter or digit and not ending in '.' or '_' "
+            "(e.g. 't-shirt')"
         )
     return name
 
@@ -71,7 +85,7 @@ def check_categories(names: list[str]) -> list[str]:
     out = [check_category_name(n) for n in names]
     lowered = [n.lower() for n in out]
     if len(set(lowered)) != len(lowered):
-        raise StudioError(f"categories repeat (case-insensitively): {out}")
+        raise Conflict(f"categories repeat (case-insensitively): {out}")
     return out
 
 

@@ -58,17 +58,42 @@ def test_create_list_get_delete(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("categories", "message"),
+    ("categories", "status", "message"),
     [
-        (["hat", "Hat"], "repeat"),
-        (["../etc"], "not allowed"),
-        (["train"], "reserved"),
-        ([""], "not allowed"),
+        (["hat", "Hat"], 409, "repeat"),  # each name is valid: they conflict with each other
+        (["../etc"], 400, "not allowed"),
+        (["train"], 400, "reserved"),
+        (["Validation"], 400, "reserved"),
+        ([""], 400, "not allowed"),
+        ([" hat"], 400, "not allowed"),
+        (["hat."], 400, "not allowed"),
+        (["tée"], 400, "ASCII"),
     ],
 )
-def test_bad_category_names_are_rejected(client: TestClient, categories, message) -> None:
+def test_bad_category_names_are_rejected(client: TestClient, categories, status, message) -> None:
     r = client.post("/api/models", json={"name": "m", "categories": categories})
-    assert r.status_code == 400 and message in r.json()["detail"]
+    assert r.status_code == status and message in r.json()["detail"]
+
+
+def test_the_schema_publishes_the_naming_rule_the_server_applies(client: TestClient) -> None:
+    import re
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    pattern = schemas["CreateModel"]["properties"]["categories"]["items"]["pattern"]
+    assert schemas["AddCategory"]["properties"]["name"]["pattern"] == pattern
+    for name in ["hat", "t-shirt", "a", "A1.b_c+d-e", "trainer", "x" * 64]:
+        assert re.search(pattern, name), name
+        assert client.post("/api/models", json={"name": "m", "categories": [name]}).is_success
+    for name in ["", "_a", "a_", "a.", "x" * 65, "TRAIN", "val", "hat\n", "a b"]:
+        assert not re.search(pattern, name), name
+        r = client.post("/api/models", json={"name": "m", "categories": [name]})
+        assert r.status_code == 400, name
+
+
+def test_405_lists_every_method_of_the_path(client: TestClient) -> None:
+    r = client.put("/api/models")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    assert client.patch("/api/models/x").headers["allow"] == "DELETE, GET"
 
 
 def test_uploads_accept_good_and_explain_every_rejection(
@@ -196,7 +221,7 @@ def test_bad_requests_say_what_to_send(client: TestClient) -> None:
     r = client.post(f"/api/models/{mid}/images", json={"files": []})
     assert r.status_code == 400 and "urls" in r.json()["detail"]
     r = client.post(f"/api/models/{mid}/train", json={"mode": "quick"})
-    assert r.status_code == 400 and "at least 2 categories" in r.json()["detail"]
+    assert r.status_code == 409 and "at least 2 categories" in r.json()["detail"]
     r = client.post(f"/api/models/{mid}/train", json={"mode": "fast"})
     assert r.status_code == 400 and "quick" in r.json()["detail"]
     assert client.post(f"/api/models/{mid}/predict", content=b"x").status_code == 409
