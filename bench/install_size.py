@@ -80,6 +80,7 @@ def main() -> None:
         "baseline_core_plus_eval_match_mb": round(with_extras, 1),
         "ratio_core_to_baseline": round(core / with_extras, 3),
         "empty_venv_mb": round(empty, 1),
+        "core_over_empty_venv_mb": round(core - empty, 1),
         "core_biggest_mb": core_top,
         "install_seconds": {"core": round(core_s, 1), "extras": round(extras_s, 1)},
         "python": sys.version.split()[0],

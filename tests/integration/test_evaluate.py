@@ -253,3 +253,41 @@ def test_tensorboard_serves_the_projector_export(bundle_eval) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_intervals_are_in_the_json_the_table_and_the_report(bundle_eval) -> None:
+    summary, out = bundle_eval
+    lo, hi = summary["accuracy_ci95"]
+    assert lo <= summary["accuracy"] <= hi and hi - lo > 0.1  # 20 images: a wide interval
+    f1_lo, f1_hi = summary["macro_f1_ci95"]
+    assert f1_lo <= summary["macro_avg"]["f1"] <= f1_hi
+    assert f"{100 * lo:.1f}–{100 * hi:.1f}%" in (out / "report.html").read_text()
+
+
+def test_compare_reports_both_models_and_mcnemar(tiny_bundle, tiny_run, tiny_dataset, tmp_path):
+    out = tmp_path / "a"
+    result = evaluate(tiny_bundle, "--data", tiny_dataset, "--out", out, "--json",
+                      "--compare", tiny_run)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    c = summary["compare"]
+    assert c == json.loads((out / "compare.json").read_text())
+    assert c["n"] == summary["n"] == 20 and c["a"]["accuracy"] == summary["accuracy"]
+    assert c["only_a_right"] + c["only_b_right"] <= c["disagreements"] == len(c["images"])
+    assert 0 < c["mcnemar_exact_p"] <= 1
+    with (out / "predictions.csv").open(newline="") as f:
+        by_id = {r["id"]: r["predicted"] for r in csv.DictReader(f)}
+    assert all(by_id[i["id"]] == i["a"] != i["b"] for i in c["images"])
+    # The run alone, evaluated the ordinary way, has the accuracy the comparison gives B.
+    alone = evaluate(tiny_run, "--data", tiny_dataset, "--out", tmp_path / "b", "--json")
+    assert json.loads(alone.stdout)["accuracy"] == pytest.approx(c["b"]["accuracy"])
+    # A quick run is one pass: its report shows the sweep over C that it measured.
+    assert "C sweep" in (tmp_path / "b" / "report.html").read_text()
+
+
+def test_compare_with_itself_finds_no_difference(tiny_bundle, tiny_dataset, tmp_path):
+    result = evaluate(tiny_bundle, "--data", tiny_dataset, "--out", tmp_path / "a", "-q",
+                      "--compare", tiny_bundle)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "0 predicted differently" in lines[2] and "p = 1 " in lines[2]

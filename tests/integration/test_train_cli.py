@@ -130,6 +130,15 @@ def test_scratch_is_deterministic_with_a_seed(tiny_dataset: Path, tmp_path: Path
     assert run("x") == run("y")
     loaded = load_run(tmp_path / "x")
     assert loaded.preprocess.channels == 1 and loaded.preprocess.input_size == 28
+    # Defaults decided from the data, written down: photos keep crop_color; the mirror average
+    # was measured on validation and the better setting is what best.pt and the card hold.
+    choices = loaded.card["choices"]
+    assert choices["augmentation"]["policy"] == "crop_color"
+    assert choices["augmentation"]["chosen_by"].startswith("auto: photos")
+    mirror = choices["mirror_tta"]
+    assert loaded.model.flip_tta is mirror["kept"] is loaded.card["model_kwargs"]["flip_tta"]
+    chosen = mirror["val_accuracy_mirror" if mirror["kept"] else "val_accuracy_plain"]
+    assert loaded.card["best"]["val_accuracy"] == pytest.approx(chosen, abs=1e-4)
 
 
 @pytest.mark.slow

@@ -17,7 +17,13 @@ def summary_table(summary: dict[str, Any]) -> Any:
     """A rich table: one row per class, then the averages (summary_line says the rest)."""
     from rich.table import Table
 
-    table = Table()
+    from lensflow.evaluate.intervals import interval_text
+
+    table = Table(
+        caption=f"accuracy {100 * summary['accuracy']:.1f}% "
+        f"({interval_text(summary['accuracy_ci95'])}); macro F1 {summary['macro_avg']['f1']:.3f} "
+        f"({interval_text(summary['macro_f1_ci95'], percent=False)})"
+    )
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
     rows = list(summary["per_class"].items())
@@ -35,11 +41,15 @@ def summary_table(summary: dict[str, Any]) -> Any:
 
 
 def summary_line(summary: dict[str, Any]) -> str:
+    from lensflow.evaluate.intervals import interval_text
+
     return (
         f"{Path(summary['source']['path']).name} on {Path(summary['dataset']['path']).name}"
-        f"/{summary['split']} ({summary['n']} images): accuracy {100 * summary['accuracy']:.1f}%, "
+        f"/{summary['split']} ({summary['n']} images): accuracy {100 * summary['accuracy']:.1f}% "
+        f"({interval_text(summary['accuracy_ci95'])}), "
         f"top-{summary['top_k']} {100 * summary['top_k_accuracy']:.1f}%, "
-        f"macro F1 {summary['macro_avg']['f1']:.3f}, loss {summary['loss']:.3f}, "
+        f"macro F1 {summary['macro_avg']['f1']:.3f} "
+        f"({interval_text(summary['macro_f1_ci95'], percent=False)}), loss {summary['loss']:.3f}, "
         f"ECE {summary['ece']:.3f}"
     )
 
@@ -66,6 +76,13 @@ def evaluate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics.json summary."),
+    compare_with: Path | None = typer.Option(
+        None,
+        "--compare",
+        help="A second run or bundle to run on the same images: both accuracies, the images "
+        "where they disagree, McNemar's exact p (also in OUT/compare.json). "
+        "E.g. lensflow evaluate run-a --compare run-b",
+    ),
 ) -> None:
     """Evaluate a run or a bundle: metrics, confusion matrix, calibration, top losses,
     embeddings (PCA, t-SNE, TensorBoard projector) and one self-contained report.html.
@@ -73,6 +90,8 @@ def evaluate_command(
     Example: lensflow evaluate run/ --split validation --out run-eval
 
     Example: lensflow evaluate bundle/ --data other-ds --json
+
+    Example: lensflow evaluate run-a --compare run-b   (is B really better than A?)
     """
     from lensflow.evaluate.evaluator import EvaluateConfig, evaluate
     from lensflow.progress import console
@@ -91,8 +110,10 @@ def evaluate_command(
         overwrite=overwrite,
     )
     result = evaluate(config, quiet=quiet or as_json)
+    comparison = _compare(result, compare_with, config, quiet or as_json)
     if as_json:
-        typer.echo(json.dumps(result.summary, indent=2, default=str))
+        extra = {"compare": comparison} if comparison else {}
+        typer.echo(json.dumps({**result.summary, **extra}, indent=2, default=str))
         return
     if not quiet:
         console.print(summary_table(result.summary))
@@ -102,6 +123,21 @@ def evaluate_command(
             pairs = ", ".join(f"{p['true']}→{p['predicted']} ({p['count']})" for p in confused)
             console.print(f"most confused: {pairs}")
         console.print(f"report: {result.report}")
+    if comparison:
+        from lensflow.evaluate.compare import comparison_lines
+
+        typer.echo("\n".join(comparison_lines(comparison)))
+
+
+def _compare(result: Any, other: Path | None, config: Any, quiet: bool) -> dict[str, Any] | None:
+    if other is None:
+        return None
+    from lensflow.evaluate.compare import compare
+    from lensflow.io import atomic_write_json
+
+    comparison = compare(result, other, config, quiet)
+    atomic_write_json(result.out / "compare.json", comparison)
+    return comparison
 
 
 def register(app: typer.Typer) -> None:

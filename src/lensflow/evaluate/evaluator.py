@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +237,16 @@ def read_metrics_csv(run_dir: Path | None) -> list[dict[str, float]]:
     return [r for r in rows if not math.isnan(r.get("epoch", math.nan))]
 
 
+def quick_sweep(run_dir: Path | None) -> tuple[list[dict[str, float]], float | None]:
+    """(rows, chosen C) of a quick-mode run's C sweep from its card; ([], None) otherwise."""
+    card_path = run_dir / "card.json" if run_dir is not None else None
+    if card_path is None or not card_path.is_file():
+        return [], None
+    quick = json.loads(card_path.read_text()).get("quick") or {}
+    rows = [r for r in quick.get("sweep", []) if "C" in r]
+    return (rows, quick.get("C")) if len(rows) > 1 else ([], None)
+
+
 def draw_pictures(
     out: Path,
     source: ModelSource,
@@ -257,8 +268,13 @@ def draw_pictures(
         classes,
         out / "confusion_matrix.png",
     )
+    sweep, chosen = quick_sweep(source.run_dir)
     curves = read_metrics_csv(source.run_dir)
-    if curves:
+    if sweep:  # a one-pass quick run: what it measured is its sweep over C, not epochs
+        pics["Training curves (quick mode: the head's C sweep)"] = plots.plot_curves(
+            sweep, out / "curves.png", x_key="C", chosen=chosen
+        )
+    elif curves:
         pics["Training curves"] = plots.plot_curves(curves, out / "curves.png")
     pics["Reliability diagram"] = plots.plot_reliability(
         metrics.reliability, metrics.ece, out / "reliability.png"

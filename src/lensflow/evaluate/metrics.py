@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from lensflow.errors import EvaluateError
+from lensflow.evaluate.intervals import bootstrap_macro_f1, wilson
 
 EPS = 1e-12  # log loss clips probabilities here so a confident mistake costs ~27.6, not inf
 
@@ -240,6 +241,10 @@ def compute_metrics(
     macro = {m: float(scores[m][present].mean()) for m in names}
     weighted = {m: float((scores[m] * support).sum() / support.sum()) for m in names}
     bins = reliability_bins(y, p, n_bins)
+    intervals = {
+        "accuracy_ci95": wilson(int((pred == y).sum()), len(y)),
+        "macro_f1_ci95": bootstrap_macro_f1(y, pred, len(classes)),
+    }
     return Metrics(
         classes=list(classes),
         n=len(y),
@@ -255,4 +260,5 @@ def compute_metrics(
         most_confused=most_confused(cm, list(classes), n_confused),
         ece=expected_calibration_error(bins),
         reliability=bins,
+        extra=intervals,
     )

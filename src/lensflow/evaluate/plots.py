@@ -93,22 +93,31 @@ def confusion_figure(counts: np.ndarray, normalized: np.ndarray, classes: Sequen
     return fig
 
 
-def plot_curves(rows: list[dict[str, float]], path: Path) -> Path:
-    """Loss and accuracy per epoch from a run's metrics.csv (train and validation)."""
+def plot_curves(
+    rows: list[dict[str, float]], path: Path, x_key: str = "epoch", chosen: float | None = None
+) -> Path:
+    """Loss and accuracy per epoch from a run's metrics.csv (train and validation); with
+    x_key="C", quick mode's sweep over the head's regularisation (log axis, cross-validation
+    accuracy too when it chose C, the chosen C marked)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    epochs = [r["epoch"] for r in rows]
+    xs = [r[x_key] for r in rows]
+    series = (("train", "-o"), ("val", "-s"), ("cv", "-^"))
+    names = {"val": "validation", "cv": "cross-validation (train)"}
     for ax, key, title in ((ax_loss, "loss", "Loss"), (ax_acc, "acc", "Accuracy")):
-        for prefix, style in (("train", "-o"), ("val", "-s")):
+        for prefix, style in series:
             values = [r.get(f"{prefix}_{key}", math.nan) for r in rows]
             if not all(math.isnan(v) for v in values):
-                ax.plot(
-                    epochs, values, style, markersize=3, label=prefix.replace("val", "validation")
-                )
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
+                ax.plot(xs, values, style, markersize=3, label=names.get(prefix, prefix))
+        if chosen is not None:
+            ax.axvline(chosen, color="grey", linestyle=":", label=f"chosen C = {chosen:g}")
+        if x_key == "C":
+            ax.set_xscale("log")
+        ax.set_title(title if x_key == "epoch" else f"{title} over C (one pass, no epochs)")
+        ax.set_xlabel(x_key if x_key == "epoch" else "C (inverse L2 strength of the head)")
         ax.grid(alpha=0.3)
         ax.legend()
-    ax_acc.set_ylim(0, 1.02)
+    if x_key == "epoch":
+        ax_acc.set_ylim(0, 1.02)
     return _save(fig, path)
 
 

@@ -71,10 +71,14 @@ def _pct(x: float) -> str:
 
 
 def _summary_cards(s: dict[str, Any]) -> str:
+    acc_lo, acc_hi = s["accuracy_ci95"]
+    f1_lo, f1_hi = s["macro_f1_ci95"]
     cards = [
         ("accuracy", _pct(s["accuracy"])),
+        ("accuracy, 95% interval (Wilson)", f"{100 * acc_lo:.1f}–{100 * acc_hi:.1f}%"),
         (f"top-{s['top_k']} accuracy", _pct(s["top_k_accuracy"])),
         ("macro F1", f"{s['macro_avg']['f1']:.3f}"),
+        ("macro F1, 95% interval (bootstrap)", f"{f1_lo:.3f}–{f1_hi:.3f}"),
         ("log loss", f"{s['loss']:.3f}"),
         ("ECE", f"{s['ece']:.3f}"),
         ("images", str(s["n"])),

@@ -51,6 +51,9 @@ def _layers(name: str, c: int) -> tuple[list[nn.Module], list[tuple[int, bool, f
 
 class KerasCNN(nn.Module):
     head_keys = ("fc.weight", "fc.bias")
+    # Average features over the image and its mirror. Off while training; the trainer turns it
+    # on only when it measures a gain on the validation split (never for digits).
+    flip_tta: bool = False
 
     def __init__(self, name: str, num_classes: int, in_channels: int, image_size: int) -> None:
         super().__init__()
@@ -75,6 +78,8 @@ class KerasCNN(nn.Module):
         self.fc = nn.Linear(width, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip_tta:
+            return (self.dense(self.conv(x)) + self.dense(self.conv(x.flip(3)))) / 2
         return self.dense(self.conv(x))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -91,10 +96,14 @@ def _preprocess(kw: dict[str, Any]) -> Preprocess:
 
 
 def _register(name: str, convs: int, dim: int) -> None:
-    defaults = {"in_channels": 1, "image_size": 28}
+    defaults = {"in_channels": 1, "image_size": 28, "flip_tta": False}
 
-    def build(num_classes: int, pretrained: bool, in_channels: int, image_size: int) -> nn.Module:
-        return KerasCNN(name, num_classes, in_channels, image_size)
+    def build(
+        num_classes: int, pretrained: bool, in_channels: int, image_size: int, flip_tta: bool
+    ) -> nn.Module:
+        model = KerasCNN(name, num_classes, in_channels, image_size)
+        model.flip_tta = flip_tta
+        return model
 
     register_model(
         ModelInfo(

@@ -68,6 +68,7 @@ class _Unit(nn.Module):
 
 
 class ResNet(nn.Module):
+    flip_tta: bool = False
     head_keys = ("fc.weight", "fc.bias")
 
     def __init__(self, num_layers: int, num_classes: int, in_channels: int = 3) -> None:
@@ -107,6 +108,11 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip_tta:  # the mirror average; see KerasCNN.flip_tta
+            return (self._features_once(x) + self._features_once(x.flip(3))) / 2
+        return self._features_once(x)
+
+    def _features_once(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.bn_out(self.stages(self.stem(x))))
         return x.mean((2, 3))
 
@@ -133,10 +139,14 @@ def _preprocess(kw: dict[str, Any]) -> Preprocess:
 
 def _register(num_layers: int) -> None:
     small = num_layers in SMALL_LAYERS
-    defaults = {"in_channels": 3, "image_size": 32 if small else 224}
+    defaults = {"in_channels": 3, "image_size": 32 if small else 224, "flip_tta": False}
 
-    def build(num_classes: int, pretrained: bool, in_channels: int, image_size: int) -> nn.Module:
-        return ResNet(num_layers, num_classes, in_channels)
+    def build(
+        num_classes: int, pretrained: bool, in_channels: int, image_size: int, flip_tta: bool
+    ) -> nn.Module:
+        model = ResNet(num_layers, num_classes, in_channels)
+        model.flip_tta = flip_tta
+        return model
 
     dim = 64 if small else (2048 if num_layers >= 50 else 512)
     register_model(

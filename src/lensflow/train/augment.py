@@ -6,6 +6,13 @@ SageMaker's `augmentation_type` levels, applied to a whole uint8 NHWC batch at o
 - `crop_color`: plus random hue (+-36 degrees), saturation (+-50/255) and lightness (+-50/255);
 - `crop_color_transform`: plus rotation (+-10 degrees), shear (+-0.1) and aspect change (+-0.25).
 
+and lensflow's own, for small images where a 35 % crop or a mirror image changes the class
+(digits, glyphs):
+
+- `shift`: scale 0.9-1.1, rotation +-10 degrees, shift +-10 % of the side; never mirrored;
+- `shift_flip`: the same plus horizontal flip (small clothing-like images, which mirror safely).
+
+`auto` (the default) is resolved per dataset by `lensflow.train.policy`.
 All geometry is one affine matrix per image and one `grid_sample` per batch.
 """
 
@@ -27,6 +34,8 @@ def _uniform(
 
 def affine_params(kind: str, n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
     """(n, 2, 3) matrices mapping output to input coordinates in [-1, 1] (grid_sample convention)."""
+    if kind in ("shift", "shift_flip"):
+        return _shift_params(n, g, device, flip=kind == "shift_flip")
     area = _uniform(n, 0.35, 1.0, g, device)
     log_ratio = _uniform(n, math.log(3 / 4), math.log(4 / 3), g, device)
     if kind == "crop_color_transform":
@@ -49,6 +58,21 @@ def affine_params(kind: str, n: int, g: torch.Generator, device: torch.device) -
         rot = torch.zeros(n, 2, 2, device=device)
         rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = cos, -sin + shear, sin, cos
         theta[:, :, :2] = rot @ theta[:, :, :2]
+    return theta
+
+
+def _shift_params(n: int, g: torch.Generator, device: torch.device, flip: bool) -> torch.Tensor:
+    scale = 1 / _uniform(n, 0.9, 1.1, g, device)  # output -> input: zoom in by 1 / scale
+    angle = _uniform(n, -10, 10, g, device) * math.pi / 180
+    mirror = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).to(device)
+    if not flip:
+        mirror = torch.ones_like(mirror)
+    theta = torch.zeros(n, 2, 3, device=device)
+    cos, sin = angle.cos() * scale, angle.sin() * scale
+    theta[:, 0, 0], theta[:, 0, 1] = cos * mirror, -sin * mirror  # mirror of the rotated x
+    theta[:, 1, 0], theta[:, 1, 1] = sin, cos
+    theta[:, 0, 2] = _uniform(n, -0.2, 0.2, g, device)  # +-10 % of the side ([-1, 1] spans 2)
+    theta[:, 1, 2] = _uniform(n, -0.2, 0.2, g, device)
     return theta
 
 
@@ -81,7 +105,9 @@ def augment_batch(
     if kind != "none":
         theta = affine_params(kind, x.shape[0], g, x.device)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        # Shifted glyphs pad with the background (zeros), not a reflection of their own strokes.
+        pad = "zeros" if kind.startswith("shift") else "reflection"
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode=pad, align_corners=False)
         if kind in ("crop_color", "crop_color_transform") and x.shape[1] == 3:
             x = color_jitter(x, g)
     return normalize(x, preprocess)

@@ -74,7 +74,10 @@ def train_command(
     num_layers: int | None = typer.Option(None, "--num-layers", help="ResNet depth."),
     image_shape: str | None = typer.Option(None, "--image-shape", help="C,H,W e.g. 1,28,28."),
     augmentation_type: str | None = typer.Option(
-        None, "--augmentation", help="none | crop | crop_color | crop_color_transform."
+        None,
+        "--augmentation",
+        help="auto (default: per dataset) | none | crop | crop_color | crop_color_transform | shift "
+        "| shift_flip; e.g. --augmentation shift.",
     ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN (or its partial run)."),

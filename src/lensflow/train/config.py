@@ -20,7 +20,15 @@ from lensflow.errors import ConfigError
 MODES = ("quick", "finetune", "scratch", "auto")
 OPTIMIZERS = ("sgd", "nag", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("cosine", "step", "none")
-AUGMENTATIONS = ("none", "crop", "crop_color", "crop_color_transform")
+AUGMENTATIONS = (
+    "auto",
+    "none",
+    "crop",
+    "crop_color",
+    "crop_color_transform",
+    "shift",
+    "shift_flip",
+)
 PRECISIONS = ("float32", "bfloat16", "float16")
 
 
@@ -46,7 +54,9 @@ class TrainConfig:
     image_shape: str = ""  # (str) "3,224,224" (C,H,W); "" = the model's own
     num_layers: int = 0  # (int) ResNet depth for model "resnet" (18..152, 20..110)
     use_pretrained_model: bool = True  # (bool) ImageNet weights where the model has them
-    augmentation_type: str = "crop_color"  # none | crop | crop_color | crop_color_transform
+    # auto = crop_color for photos; shift (+ flip when mirror images keep their class) for small
+    # images | none | crop | crop_color | crop_color_transform | shift | shift_flip
+    augmentation_type: str = "auto"
     label_smoothing: float = 0.1  # (float) cross-entropy label smoothing
     mixup: float = 0.0  # (float) mixup Beta(a, a) strength; 0 = off
     freeze_bn: bool = True  # (bool) keep pretrained batch-norm statistics when fine-tuning

@@ -21,6 +21,7 @@ from lensflow.models import create_model, get_model_info
 from lensflow.progress import console
 from lensflow.train.config import TrainConfig
 from lensflow.train.data import TrainData, load_train_data
+from lensflow.train.policy import resolve_augmentation
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RunContext:
     stage: Path  # the partial run directory being written
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)  # warnings shown and stored in the card
+    choices: dict[str, Any] = field(default_factory=dict)  # defaults decided from the data (card)
 
     def warn(self, message: str) -> None:
         self.notes.append(message)
@@ -127,7 +129,13 @@ def make_context(config: TrainConfig, mode: str, stage: Path) -> RunContext:
     model = create_model(
         name, len(data.classes), pretrained=pretrained, weights=config.weights, **kwargs
     )
-    ctx = RunContext(replace(config, mode=mode, model=name), model, data, stage)
+    choices: dict[str, Any] = {}
+    if mode != "quick":  # quick mode trains on unaugmented features
+        augmentation, choices["augmentation"] = resolve_augmentation(
+            config.augmentation_type, data, config.seed
+        )
+        config = replace(config, augmentation_type=augmentation)
+    ctx = RunContext(replace(config, mode=mode, model=name), model, data, stage, choices=choices)
     for note in data.warnings:
         ctx.warn(note)
     return ctx

@@ -27,6 +27,7 @@ from lensflow.train.checkpoint import checkpoint_dict, read_checkpoint, save_che
 from lensflow.train.config import TrainConfig
 from lensflow.train.context import RunContext, class_weights, make_context
 from lensflow.train.features import auto_threads
+from lensflow.train.policy import mirror_choice
 from lensflow.train.tasks import _generator, autocast, make_task
 
 # Default peak LR of the head when learning_rate is 0, by (optimizer family, pretrained).
@@ -213,6 +214,10 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
         save_checkpoint(ctx.stage / "last.pt", _last(ctx, optimizer, state))
     if not rows:
         raise TrainError("no epoch ran: raise --time-budget or --epochs")
+    if rank == 0:
+        mirror = choose_mirror_tta(ctx, task, state)
+        if mirror is not None:
+            ctx.choices["mirror_tta"] = mirror
     return {
         "metrics": rows,
         "best": {
@@ -295,6 +300,35 @@ def _one_epoch(
         seen /= world  # callers multiply by world for images/s
         loss_sum, correct = loss_sum / world, correct / world
     return loss_sum / max(seen, 1), correct / max(seen, 1), int(seen)
+
+
+def choose_mirror_tta(ctx: RunContext, task: Any, state: dict[str, Any]) -> dict[str, Any] | None:
+    """Keep mirror test-time averaging in the best model only when it helps on validation.
+
+    Measured on the best checkpoint, plain and mirror-averaged (`policy.mirror_choice`). best.pt and the run's best scores are updated to the chosen setting.
+    """
+    model, config = ctx.model, ctx.config
+    if not hasattr(model, "flip_tta") or "flip_tta" not in model.model_kwargs:
+        return None
+    if not config.flip_tta:
+        model.flip_tta = False
+        return {"kept": False, "chosen_by": "configuration (flip_tta=false)"}
+    best = ctx.stage / "best.pt"
+    model.load_state_dict(read_checkpoint(best)["state_dict"])
+    scores = {}
+    for flag in (False, True):
+        model.flip_tta = flag
+        scores[flag] = _val_scores(task, config)
+    choice = mirror_choice(scores[False][1], scores[True][1])
+    keep = choice["kept"]
+    model.flip_tta = keep
+    model.model_kwargs = {**model.model_kwargs, "flip_tta": keep}
+    state.update(best_acc=scores[keep][1], best_top_k=scores[keep][2])
+    save_checkpoint(
+        best,
+        checkpoint_dict(model, ctx.data.classes, ctx.data.preprocess, state["best_epoch"], config),
+    )
+    return choice
 
 
 def _val_scores(task: Any, config: TrainConfig) -> tuple[float, float, float]:

@@ -52,6 +52,7 @@ def write_run(ctx: RunContext, result: dict[str, Any]) -> dict[str, Any]:
         "validation": data.val_source,
         "seconds": round(ctx.elapsed(), 1),
         "warnings": ctx.notes,
+        "choices": ctx.choices,
         "config": config_to_dict(config),
         **result.get("card", {}),
     }

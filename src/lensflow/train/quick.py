@@ -19,6 +19,7 @@ import torch
 from lensflow.train.checkpoint import checkpoint_dict, save_checkpoint
 from lensflow.train.context import RunContext, class_weights
 from lensflow.train.features import cache_key, cache_root, onnx_session, run_cached, state_digest
+from lensflow.train.policy import mirror_choice
 from lensflow.train.probe import fit_probe
 
 
@@ -72,7 +73,15 @@ def run_quick(ctx: RunContext, select: str = "val") -> dict[str, Any]:
     with torch.no_grad():
         fc.weight.copy_(probe.weight)
         fc.bias.copy_(probe.bias)
-    best = probe.best
+    best = dict(probe.best)
+    if select == "cv" and getattr(model, "flip_tta", False):
+        # finetune: mirror averaging stays only when it helps on validation (ties: plain, half
+        # the inference cost); plain features of the validation images only.
+        mirror, plain_x = choose_mirror_tta(ctx, probe, best["val_acc"])
+        ctx.choices["mirror_tta"] = mirror
+        if not mirror["kept"]:
+            val_x = plain_x
+            best["val_acc"] = mirror["val_accuracy_plain"]
     val_logits = val_x @ probe.weight.numpy().T + probe.bias.numpy()
     top_k = topk_accuracy(val_logits, y[data.val_idx], ctx)
     seconds = ctx.elapsed()
@@ -108,6 +117,23 @@ def run_quick(ctx: RunContext, select: str = "val") -> dict[str, Any]:
             }
         },
     }
+
+
+def choose_mirror_tta(
+    ctx: RunContext, probe: Any, mirror_acc: float
+) -> tuple[dict[str, Any], np.ndarray]:
+    """(choice, plain validation features): the fitted head on plain features; switches the model
+    to plain (flip_tta=False in the model and its kwargs) unless the mirror average is better."""
+    model, data = ctx.model, ctx.data
+    model.flip_tta = False
+    model.model_kwargs = {**model.model_kwargs, "flip_tta": False}
+    plain_x = backbone_features(ctx, data.val_idx)
+    logits = plain_x @ probe.weight.numpy().T + probe.bias.numpy()
+    plain_acc = float((logits.argmax(1) == data.labels[data.val_idx]).mean())
+    choice = mirror_choice(plain_acc, mirror_acc)
+    model.flip_tta = choice["kept"]
+    model.model_kwargs = {**model.model_kwargs, "flip_tta": choice["kept"]}
+    return choice, plain_x
 
 
 def topk_accuracy(logits: np.ndarray, y: np.ndarray, ctx: RunContext) -> float:

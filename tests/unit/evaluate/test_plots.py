@@ -83,3 +83,26 @@ def test_all_pictures_are_pngs(tmp_path) -> None:
 def test_label_font_shrinks_with_class_count() -> None:
     sizes = [plots.label_fontsize(n) for n in (3, 10, 20, 40)]
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] >= 6
+
+
+def test_quick_runs_show_their_c_sweep_instead_of_one_epoch(tmp_path) -> None:
+    import json
+
+    from lensflow.evaluate.evaluator import quick_sweep
+
+    sweep = [{"C": c, "train_acc": a + 0.1, "val_acc": a, "cv_acc": a - 0.01,
+              "train_loss": 1 - a, "val_loss": 1.1 - a} for c, a in ((0.1, 0.6), (1.0, 0.8), (10.0, 0.75))]  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "card.json").write_text(
+        json.dumps({"mode": "quick", "quick": {"C": 1.0, "sweep": sweep}})
+    )
+    rows, chosen = quick_sweep(run)
+    assert rows == sweep and chosen == 1.0
+    _png_ok(plots.plot_curves(rows, tmp_path / "sweep.png", x_key="C", chosen=chosen))
+    (run / "card.json").write_text(
+        json.dumps({"mode": "quick", "quick": {"C": 1.0, "sweep": sweep[:1]}})
+    )
+    assert quick_sweep(run) == ([], None)  # a single C is no curve: the epoch panel is used
+    (run / "card.json").write_text(json.dumps({"mode": "scratch"}))
+    assert quick_sweep(run) == ([], None) and quick_sweep(None) == ([], None)

@@ -45,7 +45,9 @@ def test_optimizers(name: str, cls: type) -> None:
         assert opt.param_groups[0]["nesterov"] is (name == "nag")
 
 
-@pytest.mark.parametrize("kind", ["crop", "crop_color", "crop_color_transform"])
+@pytest.mark.parametrize(
+    "kind", ["crop", "crop_color", "crop_color_transform", "shift", "shift_flip"]
+)
 def test_augmentation_is_seeded_and_keeps_shape(kind: str) -> None:
     pre = Preprocess()
     x = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
