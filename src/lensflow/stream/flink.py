@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -227,6 +228,8 @@ def check_flink() -> None:
 def table_environment() -> Any:
     """One streaming TableEnvironment (and JVM) per process: starting them takes seconds."""
     check_flink()
+    # PyFlink imports Apache Beam, which warns on stderr about cloud filesystems it cannot load.
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     return TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
