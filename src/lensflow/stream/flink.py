@@ -5,10 +5,10 @@
     run_flink(config, "events.jsonl")        -> FlinkResult: the table the built-in engine prints
     export_flink(config, "flink/")           -> pairs.sql, mqtt-source.json, README.md, config.yaml
 
-One text for both: `flink_job(config).statements(source_with)` is the source table and the views
-(and `.settings()` the options the export writes as SET statements); the local run executes exactly these with a filesystem source, the export
-writes them with a Kafka source (only the `WITH (...)` clause differs) and adds an upsert-kafka
-sink and its INSERT. The local run reads the pair table with `to_pandas()`, which applies the
+One text for both: `flink_job(config).statements(source_with)` is the source table and the
+views (`.settings()` the options the export writes as SET statements); the local run executes
+exactly these with a filesystem source, the export writes them with a Kafka source (only the
+`WITH (...)` clause differs) and adds an upsert-kafka sink and its INSERT. The local run reads the pair table with `to_pandas()`, which applies the
 update stream inside the JVM and hands Python only the final rows.
 
 How the SQL matches the built-in engine (stream/engine.py) to the millisecond:
