@@ -15,14 +15,15 @@ $(BIN)/python:
 # torch first, pinned: the CPU wheel; an unpinned resolve would pull a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[full,test]'
+	$(BIN)/pip install -q -e '.[full,test,flink]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-# System components the tests start for real: Mosquitto (MQTT), Chromium (browser tests), and
-# for `live --source rtsp://`: FFmpeg (makes the test video) and GStreamer's RTSP server (serves it).
+# System components the tests start for real: Mosquitto (MQTT), Chromium (browser tests),
+# for `live --source rtsp://`: FFmpeg (makes the test video) and GStreamer's RTSP server (serves it),
+# and a Java 17 runtime (the Flink mini-cluster of `pairs --engine flink`).
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
@@ -31,6 +32,7 @@ system-deps:
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 || \
 	  missing="$$missing python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

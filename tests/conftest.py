@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.mqtt",
     "tests.fixtures.browser",
     "tests.fixtures.rtsp",
+    "tests.fixtures.flink",
 ]
 
 

@@ -55,6 +55,18 @@ def pairs(
     export_ksql: Path | None = typer.Option(
         None, "--export-ksql", help="Write the equivalent ksqlDB + Kafka Connect files to DIR."
     ),
+    engine: str = typer.Option(
+        "builtin",
+        "--engine",
+        help="builtin (this process) or flink: run the --replay as one Flink SQL job in a local "
+        "mini-cluster (needs the [flink] extra and Java 17), e.g. --engine flink.",
+    ),
+    export_flink: Path | None = typer.Option(
+        None,
+        "--export-flink",
+        help="Write the same job for a Flink cluster (Flink SQL over Kafka, the MQTT connector "
+        "config, a README) to DIR.",
+    ),
     qos: int = typer.Option(1, "--qos", help="MQTT QoS for the subscription and the changes."),
     client_id: str | None = typer.Option(
         None, "--client-id", help="Fixed MQTT client id (default: derived from --state)."
@@ -63,7 +75,7 @@ def pairs(
         False, "--wait-broker", help="Wait for an unreachable broker instead of failing."
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing --export-ksql DIR."
+        False, "--overwrite", help="Replace an existing --export-ksql or --export-flink DIR."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live table or summary."),
     as_json: bool = typer.Option(
@@ -81,15 +93,21 @@ def pairs(
     Example: lensflow live bundle/ --source video.mp4 --stdout | lensflow pairs --replay -
 
     Example: lensflow pairs --export-ksql ksql/ --window tumbling:5s
+
+    Example: lensflow pairs --replay events.jsonl --engine flink --json
+
+    Example: lensflow pairs --export-flink flink/ --window tumbling:5s
     """
     from lensflow.stream.config import PairsConfig
 
     modes = [m for m, v in (("--mqtt", mqtt), ("--replay", replay)) if v]
-    if export_ksql is None and not modes:
+    exports = [e for e in (export_ksql, export_flink) if e is not None]
+    if not exports and not modes:
         raise StreamError(
-            "give --mqtt mqtt://host:port, --replay events.jsonl or --export-ksql DIR; "
-            "e.g. lensflow pairs --mqtt mqtt://127.0.0.1:1883 --topic sockfound"
+            "give --mqtt mqtt://host:port, --replay events.jsonl, --export-ksql DIR or "
+            "--export-flink DIR; e.g. lensflow pairs --mqtt mqtt://127.0.0.1:1883 --topic sockfound"
         )
+    _check_engine(engine, mqtt, state, view, replay)
     config = PairsConfig(
         window=window,
         min_count=min_count,
@@ -105,23 +123,78 @@ def pairs(
         view=view,
         replay=replay,
     )
-    if export_ksql is not None:
-        _export(config, export_ksql, overwrite, quiet, as_json)
+    if exports:
+        _export(config, export_ksql, export_flink, overwrite, quiet, as_json)
+    elif engine == "flink":
+        _replay_flink(config, quiet, as_json)
     elif replay is not None:
         _replay(config, quiet, as_json)
     else:
         _live(config, wait_broker, quiet, as_json)
 
 
-def _export(config: Any, out: Path, overwrite: bool, quiet: bool, as_json: bool) -> None:
+def _check_engine(
+    engine: str, mqtt: str | None, state: Path | None, view: str | None, replay: Path | None
+) -> None:
+    if engine not in ("builtin", "flink"):
+        raise StreamError(f"--engine must be builtin or flink, got {engine!r}")
+    if engine == "builtin":
+        return
+    given = [o for o, v in (("--mqtt", mqtt), ("--state", state), ("--view", view)) if v]
+    if given or replay is None:
+        not_these = f" (not {', '.join(given)})" if given else ""
+        raise StreamError(
+            f"--engine flink runs a --replay file as one Flink job{not_these}; "
+            "for a live stream use --export-flink DIR on a Flink cluster"
+        )
+
+
+def _export(
+    config: Any,
+    ksql_out: Path | None,
+    flink_out: Path | None,
+    overwrite: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     from lensflow.progress import console
+    from lensflow.stream.flink import export_flink
     from lensflow.stream.ksql import export_ksql
 
-    files = export_ksql(config, out, overwrite=overwrite)
+    done = []
+    for out, export in ((ksql_out, export_ksql), (flink_out, export_flink)):
+        if out is not None:
+            files = export(config, out, overwrite=overwrite)
+            done.append({"out": str(out), "files": [str(f) for f in files]})
+            if not as_json and not quiet:
+                names = ", ".join(f.name for f in files)
+                console.print(f"wrote {names} to {out}/ (see README.md there)")
     if as_json:
-        _echo_json({"out": str(out), "files": [str(f) for f in files]})
+        _echo_json(done[0] if len(done) == 1 else done)
+
+
+def _replay_flink(config: Any, quiet: bool, as_json: bool) -> None:
+    from lensflow.progress import console, make_progress
+    from lensflow.stream.flink import check_flink, run_flink
+    from lensflow.stream.view import rich_table
+
+    check_flink()  # before reading anything: the missing extra or Java is the likely mistake
+    from_file = str(config.replay) != "-"
+    total = config.replay.stat().st_size if from_file and config.replay.is_file() else None
+    with make_progress(quiet=quiet) as progress:
+        name = config.replay.name if from_file else "stdin"
+        task = progress.add_task(f"read {name}", total=total, rate="")
+
+        def job_starts() -> None:
+            if total is not None:
+                progress.update(task, completed=total)
+            progress.add_task("flink job (local mini-cluster)", total=None, rate="")
+
+        result = run_flink(config, on_line=_progress_cb(progress, task), on_prepared=job_starts)
+    if as_json:
+        _echo_json(result.final())
     elif not quiet:
-        console.print(f"wrote {', '.join(f.name for f in files)} to {out}/ (see README.md there)")
+        console.print(rich_table(result.view()))
 
 
 def _replay(config: Any, quiet: bool, as_json: bool) -> None:

@@ -133,6 +133,39 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def classify(
+    message: Any, blank: frozenset[str], min_probability: float, arrival_ms: int | None
+) -> tuple[str, int] | str:
+    """(label, event time in ms) of a message to count, else why not: 'invalid', 'blank' or
+    'low_probability' (step 1 and 2 of the module docstring; shared with the Flink runner).
+
+    Raises StreamError when a message to count has no `ts` and `arrival_ms` is None (a replay).
+    """
+    label = message.get("image") if isinstance(message, dict) else None
+    if not isinstance(label, str) or not label.strip():
+        return "invalid"
+    if label in blank:
+        return "blank"
+    probability = message.get("probability")
+    if probability is not None:
+        probability = _number(probability)
+        if probability is None:
+            return "invalid"
+    if min_probability > 0 and (probability is None or probability < min_probability):
+        return "low_probability"
+    ts = message.get("ts")
+    if ts is None:
+        if arrival_ms is None:
+            raise StreamError(
+                "message has no 'ts' (event time, ms since the epoch) and no arrival time"
+            )
+        return label, arrival_ms
+    ts = _number(ts)
+    if ts is None:
+        return "invalid"
+    return label, int(ts)
+
+
 class PairEngine:
     """Turns prediction messages into sightings and a pair table (see the module docstring).
 
@@ -166,36 +199,16 @@ class PairEngine:
         """
         stats = self.stats
         stats.received += 1
-        label = message.get("image") if isinstance(message, dict) else None
-        if not isinstance(label, str) or not label.strip():
+        try:
+            verdict = classify(message, self.blank, self.min_probability, arrival_ms)
+        except StreamError:
             stats.invalid += 1
+            raise
+        if type(verdict) is str:  # why it is not counted: a field of EngineStats
+            setattr(stats, verdict, getattr(stats, verdict) + 1)
             return []
-        if label in self.blank:
-            stats.blank += 1
-            return []
-        probability = message.get("probability")
-        if probability is not None:
-            probability = _number(probability)
-            if probability is None:
-                stats.invalid += 1
-                return []
-        if self.min_probability > 0 and (probability is None or probability < self.min_probability):
-            stats.low_probability += 1
-            return []
-        ts = message.get("ts")
-        if ts is None:
-            if arrival_ms is None:
-                stats.invalid += 1
-                raise StreamError(
-                    "message has no 'ts' (event time, ms since the epoch) and no arrival time"
-                )
-            ts = arrival_ms
-        else:
-            ts = _number(ts)
-            if ts is None:
-                stats.invalid += 1
-                return []
-        return self.add(label, int(ts))
+        label, ts = verdict
+        return self.add(label, ts)
 
     def add(self, label: str, ts: int) -> list[Change]:
         """One accepted event of `label` at event time `ts` (ms)."""

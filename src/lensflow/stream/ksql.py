@@ -25,7 +25,7 @@ DEFAULT_BROKER = "mqtt://localhost:1883"
 KAFKA_BOOTSTRAP = "localhost:9092"
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -68,7 +68,7 @@ def ksql_statements(config: PairsConfig) -> str:
         )
         what = f"{format_duration(w.size_ms)} windows aligned to the epoch"
     conditions = ["image IS NOT NULL"]
-    conditions += [f"image != {_sql_string(b)}" for b in config.blank]
+    conditions += [f"image != {sql_string(b)}" for b in config.blank]
     if config.min_probability > 0:
         conditions.append(f"probability >= {float(config.min_probability)!r}")
     source = kafka_topic(config.topic)
@@ -82,12 +82,12 @@ SET 'auto.offset.reset' = 'earliest';
 
 -- The MQTT messages, as the connector in mqtt-source.json writes them to Kafka.
 CREATE STREAM sock_stream (image VARCHAR, probability DOUBLE, ts BIGINT)
-  WITH (KAFKA_TOPIC={_sql_string(source)}, VALUE_FORMAT='JSON');
+  WITH (KAFKA_TOPIC={sql_string(source)}, VALUE_FORMAT='JSON');
 
 -- 1. Blank and low-probability predictions are dropped first;
 --    event time is the message's ts (ms), else the Kafka record time (arrival).
 CREATE STREAM sock_events
-  WITH (KAFKA_TOPIC={_sql_string(source + "_events")}, VALUE_FORMAT='JSON', TIMESTAMP='event_ts') AS
+  WITH (KAFKA_TOPIC={sql_string(source + "_events")}, VALUE_FORMAT='JSON', TIMESTAMP='event_ts') AS
   SELECT image, probability, COALESCE(ts, ROWTIME) AS event_ts
   FROM sock_stream
   WHERE {where}
@@ -106,7 +106,7 @@ CREATE TABLE sock_sightings AS
 
 -- 3. The pair table: sightings per label; an even number is a Pair (the seed's formula).
 CREATE TABLE sock_pairs
-  WITH (KAFKA_TOPIC={_sql_string(out)}, VALUE_FORMAT='JSON') AS
+  WITH (KAFKA_TOPIC={sql_string(out)}, VALUE_FORMAT='JSON') AS
   SELECT image,
          COUNT(*) AS number_socks_seen,
          CASE WHEN (COUNT(*) / 2) * 2 = COUNT(*) THEN 'Pair' ELSE 'Un-matched' END AS pair_seen
@@ -168,11 +168,19 @@ setup (`localhost`); edit `mqtt-source.json` for a real cluster.
 
 def export_ksql(config: PairsConfig, out: str | Path, overwrite: bool = False) -> list[Path]:
     """Write the four files into a new directory `out` (atomically); returns their paths."""
+    return write_export(config, out, ksql_statements(config), readme(config), overwrite)
+
+
+def write_export(
+    config: PairsConfig, out: str | Path, sql: str, readme_text: str, overwrite: bool = False
+) -> list[Path]:
+    """pairs.sql, mqtt-source.json (the connector feeding Kafka from MQTT), README.md and
+    config.yaml (the options) into a new directory `out`, atomically; returns their paths."""
     out = Path(out)
     files = {
-        "pairs.sql": ksql_statements(config),
+        "pairs.sql": sql,
         "mqtt-source.json": json.dumps(connector_config(config), indent=2) + "\n",
-        "README.md": readme(config),
+        "README.md": readme_text,
     }
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for name, text in files.items():

@@ -41,8 +41,13 @@ def test_export_matches_golden_files(tmp_path, case):
     written = export_ksql(CASES[case], out)
     assert sorted(p.name for p in written) == sorted(FILES)
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
-    for name in FILES:
-        golden = GOLDEN / case / name
+    assert_same_files(out, GOLDEN / case, FILES)
+
+
+def assert_same_files(out: Path, golden_dir: Path, names: tuple[str, ...]) -> None:
+    """Each file of `out` equals its golden copy (rewritten under LENSFLOW_UPDATE_GOLDEN=1)."""
+    for name in names:
+        golden = golden_dir / name
         text = (out / name).read_text()
         if os.environ.get("LENSFLOW_UPDATE_GOLDEN"):
             golden.parent.mkdir(parents=True, exist_ok=True)
