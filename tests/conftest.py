@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.bundle",
     "tests.fixtures.mqtt",
     "tests.fixtures.browser",
+    "tests.fixtures.raycluster",
 ]
 
 
