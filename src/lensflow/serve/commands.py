@@ -35,6 +35,11 @@ def serve_cmd(
     replica_cpus: float = typer.Option(
         1.0, help="CPUs each replica reserves; its onnxruntime threads default to this."
     ),
+    replica_max_ongoing: int = typer.Option(
+        8,
+        help="Requests one replica holds at once; beyond it Ray Serve routes to other replicas "
+        "(its proxy prefers replicas on its own node until they are this busy).",
+    ),
     autoscaling: list[str] = typer.Option(
         [],
         "--autoscaling",
@@ -93,6 +98,7 @@ def serve_cmd(
         options = RayServeOptions(
             replicas=replicas,
             replica_cpus=replica_cpus,
+            max_ongoing_requests=replica_max_ongoing,
             autoscaling=parse_autoscaling(autoscaling),
             address=address,
             proxy_location=ray_proxy,

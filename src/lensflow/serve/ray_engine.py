@@ -43,6 +43,10 @@ class RayServeOptions:
     autoscaling: dict[str, Any] | None = None  # Ray Serve's autoscaling_config, passed through
     address: str | None = None  # "auto", "ray://HOST:PORT" or None = start a local Ray
     proxy_location: str = "HeadOnly"
+    # Requests one replica holds (its micro-batches grow up to this). Ray's proxy prefers the
+    # replicas on its own node until they hold this many, so it also sets when load spills over
+    # to other nodes: a high value keeps a HeadOnly cluster's traffic on the head node.
+    max_ongoing_requests: int = 8
     graceful_shutdown_timeout_s: float = 20.0  # a stopping replica finishes what it accepted
 
     def __post_init__(self) -> None:
@@ -50,6 +54,8 @@ class RayServeOptions:
             raise ServeError(f"--replicas must be >= 1, got {self.replicas}")
         if self.replica_cpus <= 0:
             raise ServeError(f"--replica-cpus must be > 0, got {self.replica_cpus}")
+        if self.max_ongoing_requests < 1:
+            raise ServeError(f"--replica-max-ongoing must be >= 1, got {self.max_ongoing_requests}")
         if self.proxy_location not in PROXY_LOCATIONS:
             raise ServeError(
                 f"--ray-proxy must be one of {', '.join(PROXY_LOCATIONS)}, "
@@ -156,8 +162,7 @@ def build_application(config: ServeConfig, options: RayServeOptions) -> Any:
     deployment = serve.deployment(
         name=APP_NAME,
         ray_actor_options={"num_cpus": options.replica_cpus},
-        # Let a replica hold as many requests as its micro-batcher can put in one model call.
-        max_ongoing_requests=config.max_batch,
+        max_ongoing_requests=options.max_ongoing_requests,
         graceful_shutdown_timeout_s=options.graceful_shutdown_timeout_s,
         **scaling,
     )(serve.ingress()(LensflowReplica))
