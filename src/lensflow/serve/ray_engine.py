@@ -186,10 +186,10 @@ def start(config: ServeConfig, options: RayServeOptions) -> str:
 
 def serve_on_ray(config: ServeConfig, options: RayServeOptions) -> None:
     """Deploy, print where, and keep serving until Ctrl-C or SIGTERM; then remove the app."""
+    url = start(config, options)  # first: it names the [ray] extra when Ray is missing
     import ray
     from ray import serve
 
-    url = start(config, options)
     print(
         json.dumps(
             {

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -64,7 +65,7 @@ def wait(url: str, timeout: float = 300.0) -> dict[str, Any]:
 def check(url: str, image: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
-    img = open(image, "rb").read()
+    img = Path(image).read_bytes()
     client = runtime(url)
     out: dict[str, Any] = {}
     out["sigv4_status"], out["sigv4_replica"], out["probabilities"] = invoke(client, img)
@@ -101,7 +102,7 @@ def check(url: str, image: str) -> dict[str, Any]:
 def drain(url: str, address: str, node_id: str, image: str, requests: int) -> dict[str, Any]:
     """Load from 8 threads; after 1/4 of it, drain NODE_ID as an autoscaler or KubeRay does
     before removing a node: Serve moves its replicas elsewhere and stops them gracefully."""
-    img = open(image, "rb").read()
+    img = Path(image).read_bytes()
     client = runtime(url)
     results: list[tuple[float, int, str]] = []
     lock = threading.Lock()
