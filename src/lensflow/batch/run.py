@@ -59,8 +59,10 @@ class BatchSummary:
     predicted: int  # new rows with a prediction
     errors: int  # new rows with an error (unreadable files)
     rows: int  # rows in --out now
-    seconds: float
+    seconds: float  # engine time: startup (model load; Ray: join, actor pool) + predicting
     images_per_s: float
+    startup_s: float  # until the first chunk of rows arrived
+    steady_images_per_s: float  # rows after the first chunk / time after it
     nodes: list[str] = field(default_factory=list)  # ray: the nodes whose actors did work
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,10 +81,13 @@ def batch_predict(config: BatchConfig, quiet: bool = False) -> BatchSummary:
     nodes: set[str] = set()
     counts = {"predicted": 0, "errors": 0}
     started = time.perf_counter()
+    first: list[tuple[float, int]] = []  # (time, rows) of the first chunk
     if todo:
         chunks = _engine(config, todo, nodes)
-        _consume(chunks, store, config.part_rows, len(todo), counts, quiet)
+        _consume(chunks, store, config.part_rows, len(todo), counts, quiet, first)
     seconds = time.perf_counter() - started
+    startup, first_rows = (first[0][0] - started, first[0][1]) if first else (seconds, 0)
+    steady_rows = counts["predicted"] + counts["errors"] - first_rows
     rows = store.finalize()
     new = counts["predicted"] + counts["errors"]
     return BatchSummary(
@@ -95,6 +100,12 @@ def batch_predict(config: BatchConfig, quiet: bool = False) -> BatchSummary:
         rows=rows,
         seconds=round(seconds, 3),
         images_per_s=round(new / seconds, 2) if new and seconds > 0 else 0.0,
+        startup_s=round(startup, 3),
+        steady_images_per_s=(
+            round(steady_rows / (seconds - startup), 2)
+            if steady_rows and seconds > startup
+            else 0.0
+        ),
         nodes=sorted(nodes),
     )
 
@@ -124,6 +135,7 @@ def _consume(
     total: int,
     counts: dict[str, int],
     quiet: bool,
+    first: list[tuple[float, int]],
 ) -> None:
     from lensflow.progress import make_progress
 
@@ -132,6 +144,8 @@ def _consume(
         with make_progress(quiet) as progress:
             task = progress.add_task("predict", total=total, rate="")
             for rows in chunks:
+                if not first:
+                    first.append((time.perf_counter(), len(rows)))
                 pending.extend(rows)
                 for row in rows:
                     counts["errors" if row["error"] else "predicted"] += 1

@@ -180,8 +180,22 @@ def start(config: ServeConfig, options: RayServeOptions) -> str:
         proxy_location=options.proxy_location,
         http_options={"host": config.host, "port": config.port},
     )
+    _check_http_options(config)
     serve.run(build_application(config, options), name=APP_NAME, route_prefix="/")
     return f"http://{config.host}:{config.port}"
+
+
+def _check_http_options(config: ServeConfig) -> None:
+    # Serve keeps the proxy options of whoever started it first on this cluster; say so rather
+    # than serve on another port than the user asked for.
+    from ray.serve.context import _get_global_client
+
+    http = _get_global_client().http_config
+    if (http.host, http.port) != (config.host, config.port):
+        raise ServeError(
+            f"Ray Serve already runs on this cluster with its proxy on {http.host}:{http.port}; "
+            f"pass --host {http.host} --port {http.port}, or `serve shutdown` it first"
+        )
 
 
 def serve_on_ray(config: ServeConfig, options: RayServeOptions) -> None:
