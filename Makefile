@@ -15,7 +15,7 @@ $(BIN)/python:
 # torch first, pinned: the CPU wheel; an unpinned resolve would pull a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[full,test,flink]'
+	$(BIN)/pip install -q -e '.[full,test,flink,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,9 +23,11 @@ demo: $(STAMP)
 
 # System components the tests start for real: Mosquitto (MQTT), Chromium (browser tests),
 # for `live --source rtsp://`: FFmpeg (makes the test video) and GStreamer's RTSP server (serves it),
-# and a Java 17 runtime (the Flink mini-cluster of `pairs --engine flink`).
+# a Java 17 runtime (the Flink mini-cluster of `pairs --engine flink`) and iproute2 (`ip netns`:
+# the Ray tests run their cluster in a loopback-only network namespace).
 system-deps:
 	@missing=""; \
+	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \

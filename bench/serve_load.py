@@ -1,5 +1,10 @@
 """Server load test: 16 concurrent clients on loopback vs the raw Predictor's throughput.
 
+With `--engine ray --replicas N` it also serves the same bundle on Ray Serve (N replicas on a
+real two-node cluster, 1 CPU per node, on this machine) and loads it the same way, beside the
+single process of the same run. Ray runs inside a network namespace made here (only `lo`:
+Ray would otherwise bind the host's interface address), and so does that load client.
+
 Target (issue 5): >= 80% of the raw Predictor's throughput with 0 errors; p50/p99 reported.
 Baseline, same run: `Predictor.predict_proba` on the same JPEG bytes in batches of 32 (decode +
 preprocess + model, in-process, no HTTP). The server (`lensflow serve`, its own process) gets the
@@ -17,9 +22,11 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +75,7 @@ async def load(
 
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    replicas: set[str] = set()
     errors: list[str] = []
     sent = 0
     deadline = time.monotonic() + seconds
@@ -85,6 +93,7 @@ async def load(
                     headers={"Content-Type": "application/x-image"},
                 )
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                replicas.add(r.headers.get("x-lensflow-replica", ""))
                 if r.status_code == 200:
                     latencies.append(time.perf_counter() - t)
             except httpx.HTTPError as e:
@@ -112,6 +121,7 @@ async def load(
         "img_s": len(latencies) / elapsed,
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+        "replicas_seen": len(replicas - {""}),
     }
 
 
@@ -131,6 +141,54 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     sys.exit("server did not become ready")
 
 
+def serve_on_ray(bundle: Path, images: list[bytes], args: argparse.Namespace) -> dict:
+    """The same load against `serve --engine ray` in a namespace-held two-node cluster."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.raycluster import NetnsUnavailable, ray_cluster_in_netns
+
+    try:
+        with ray_cluster_in_netns(f"lensflow-bench-{os.getpid()}") as cluster:
+            proc = cluster.popen(
+                [
+                    sys.executable, "-m", "lensflow", "serve", f"bench={bundle}",
+                    "--engine", "ray", "--address", cluster.address,
+                    "--replicas", str(args.replicas), "--port", "8080",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                wait_for_line(proc, '"url"', timeout=600)
+                client = [
+                    sys.executable, __file__, "--client-only", "http://127.0.0.1:8080",
+                    "--clients", str(args.clients), "--seconds", str(args.seconds),
+                    "--max-requests", str(args.max_requests), "--images", str(args.images),
+                ]  # fmt: skip
+                done = cluster.run(client, timeout=args.seconds + 600)
+                if done.returncode != 0:
+                    sys.exit(f"ray load client failed:\n{done.stderr[-2000:]}")
+                return json.loads(done.stdout.strip().splitlines()[-1])
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+    except NetnsUnavailable as e:
+        return {"skipped": str(e)}
+
+
+def wait_for_line(proc: subprocess.Popen, marker: str, timeout: float) -> None:
+    """Read the server's stderr until `marker` (its ready line); keep draining it after."""
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            if marker in (line if isinstance(line, str) else line.decode()):
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        sys.exit("the Ray server did not become ready")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path)
@@ -139,7 +197,20 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=6000)
     ap.add_argument("--raw-seconds", type=float, default=10.0)
     ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--engine", choices=["local", "ray"], default="local")
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--client-only", metavar="URL", help=argparse.SUPPRESS)  # inside the netns
     args = ap.parse_args()
+    if args.client_only:
+        images = real_jpegs(args.images)
+        print(
+            json.dumps(
+                asyncio.run(
+                    load(args.client_only, images, args.clients, args.seconds, args.max_requests)
+                )
+            )
+        )
+        return
 
     from lensflow.serve.background import free_port
 
@@ -175,6 +246,7 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=30)
         access_lines = sum(1 for line in log.read_text().splitlines() if line.startswith('{"ts"'))
+        ray = serve_on_ray(bundle, images, args) if args.engine == "ray" else None
 
     errors = served["transport_errors"] + sum(
         v for k, v in served["statuses"].items() if k != "200"
@@ -196,6 +268,11 @@ def main() -> None:
         "access_log_lines": access_lines,
     }
     out["targets_met"] = {"ratio_ge_0_8": out["ratio"] >= 0.8, "zero_errors": errors == 0}
+    if ray is not None:
+        out["ray"] = {"replicas": args.replicas, **ray}
+        if "img_s" in ray:
+            out["ray"]["img_s"] = round(ray["img_s"], 1)
+            out["ray"]["ratio_vs_single_process"] = round(ray["img_s"] / served["img_s"], 3)
     print(json.dumps(out))
 
 

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.rtsp",
     "tests.fixtures.flink",
+    "tests.fixtures.raycluster",
 ]
 
 

@@ -148,21 +148,63 @@ def predict_cmd(
     bundle: Path = typer.Argument(
         ..., help="Bundle directory or .tar.gz (from `lensflow export`)."
     ),
-    images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
+    images: list[Path] = typer.Argument(
+        ...,
+        help="Image files or folders of images; with --out also file lists (.txt) or datasets.",
+    ),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many labels to show per image."),
-    threads: int | None = typer.Option(None, help="onnxruntime threads (default: all cores)."),
+    threads: int | None = typer.Option(
+        None, help="onnxruntime threads (default: all cores; per actor with --engine ray: 1)."
+    ),
     batch_size: int = typer.Option(4, help="Images per model call (small chunks stay in cache)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Write one row per image to this .csv or .parquet file (resumable: a rerun "
+        "skips the images already in it); unreadable files become rows with an error.",
+    ),
+    engine: str = typer.Option(
+        "local", help="With --out: 'local' (this process) or 'ray' (Ray Data actor pool)."
+    ),
+    address: str | None = typer.Option(
+        None, help="Ray cluster: auto or ray://HOST:PORT (default: start a local Ray)."
+    ),
+    actors: int | None = typer.Option(
+        None, help="Ray actors, one model each (default: the cluster's CPUs)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (with --out)."),
 ) -> None:
-    """Classify images with a bundle: a table, or JSON lines with --json.
+    """Classify images with a bundle: a table, JSON lines with --json, or a file with --out.
 
     Example: lensflow predict bundles/clothing photo1.jpg photos/ --top-k 3 --json
+    Example: lensflow predict bundles/clothing photos/ --out predictions.csv
+    Example: lensflow predict bundles/clothing photos/ --out p.parquet --engine ray --address auto
     """
     from lensflow.predictor import Predictor
     from lensflow.preprocess import to_pil
 
     if top_k < 1:
         raise LensflowError(f"--top-k must be >= 1, got {top_k}")
+    if out is not None:
+        from lensflow.batch import BatchConfig, batch_predict
+
+        batch = BatchConfig(
+            bundle, tuple(images), out, engine, top_k, threads, address=address, actors=actors
+        )
+        summary = batch_predict(batch, quiet=quiet or json_out)
+        if json_out:
+            typer.echo(json.dumps(summary.to_dict()))
+        else:
+            typer.echo(
+                f"{summary.out}: {summary.rows} rows ({summary.predicted} predicted, "
+                f"{summary.errors} errors, {summary.skipped} already done) "
+                f"at {summary.images_per_s:.1f} img/s"
+            )
+        return
+    if engine != "local" or address is not None or actors is not None:
+        raise LensflowError("--engine, --address and --actors need --out FILE")
     config = PredictConfig(bundle, tuple(images), top_k, threads, batch_size)
     paths = expand_images(list(config.images))
     predictor = Predictor.from_bundle(config.bundle, threads=config.threads, batch_size=batch_size)

@@ -23,6 +23,8 @@ import base64
 import binascii
 import json
 import logging
+import os
+import socket
 import time
 import traceback
 import uuid
@@ -50,6 +52,7 @@ from lensflow.serve.metrics import Metrics
 
 IMAGE_TYPES = {"application/x-image", "image/jpeg", "image/png", "image/jpg"}
 JSON_TYPE = "application/json"
+REPLICA_HEADER = "X-Lensflow-Replica"
 access_log = logging.getLogger("lensflow.access")
 error_log = logging.getLogger("lensflow.serve")
 
@@ -181,10 +184,16 @@ def create_app(
     config: ServeConfig,
     predictors: dict[str, Predictor],
     load_seconds: dict[str, float] | None = None,
+    replica: str | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving `predictors` (endpoint name -> Predictor) as `config` says."""
+    """The FastAPI app serving `predictors` (endpoint name -> Predictor) as `config` says.
+
+    Every response carries `X-Lensflow-Replica: <replica>` (default: HOST-PID), so a client
+    behind a load balancer or Ray Serve can see which copy of the app answered.
+    """
     if not predictors:
         raise LensflowError("create_app needs at least one predictor")
+    replica = replica or f"{socket.gethostname()}-{os.getpid()}"
     auth = Authenticator(
         sigv4_keys=load_sigv4_keys(config.sigv4_keys) if config.sigv4_keys else {},
         api_keys=load_api_keys(config.api_keys) if config.api_keys else [],
@@ -232,6 +241,7 @@ def create_app(
                 traceback.format_exc(),
             )
             response = problem_response(500, "internal server error", "InternalFailure")
+        response.headers[REPLICA_HEADER] = replica
         seconds = time.perf_counter() - started
         endpoint = request.state.endpoint
         if endpoint is not None:
@@ -250,6 +260,7 @@ def create_app(
                     "images": request.state.images,
                     "bytes_in": int(request.headers.get("content-length") or 0),
                     "principal": request.state.principal,
+                    "replica": replica,
                 }
             )
         )
@@ -347,3 +358,13 @@ def create_app(
         return Response(json.dumps(doc), media_type=JSON_TYPE, headers=headers)
 
     return app
+
+
+def load_predictors(config: ServeConfig) -> tuple[dict[str, Predictor], dict[str, float]]:
+    """Load every endpoint's bundle: (name -> Predictor, name -> seconds it took)."""
+    predictors, load_seconds = {}, {}
+    for name, path in config.endpoints:
+        started = time.perf_counter()
+        predictors[name] = Predictor.from_bundle(path, threads=config.threads)
+        load_seconds[name] = time.perf_counter() - started
+    return predictors, load_seconds

@@ -28,6 +28,32 @@ def serve_cmd(
     max_wait_ms: float = typer.Option(2.0, help="How long a request waits to be batched."),
     threads: int | None = typer.Option(None, help="onnxruntime threads (default: all cores)."),
     log_level: str = typer.Option("info", help="uvicorn log level (the access log is JSON)."),
+    engine: str = typer.Option(
+        "local", help="'local' (one uvicorn process) or 'ray' (Ray Serve replicas; [ray] extra)."
+    ),
+    replicas: int = typer.Option(1, help="Ray Serve replicas of the app (--engine ray)."),
+    replica_cpus: float = typer.Option(
+        1.0, help="CPUs each replica reserves; its onnxruntime threads default to this."
+    ),
+    replica_max_ongoing: int = typer.Option(
+        8,
+        help="Requests one replica holds at once; beyond it Ray Serve routes to other replicas "
+        "(its proxy prefers replicas on its own node until they are this busy).",
+    ),
+    autoscaling: list[str] = typer.Option(
+        [],
+        "--autoscaling",
+        help="Ray Serve autoscaling_config KEY=VALUE, repeatable "
+        "(e.g. --autoscaling min_replicas=1 --autoscaling max_replicas=4).",
+    ),
+    address: str | None = typer.Option(
+        None, help="Ray cluster: auto or ray://HOST:PORT (default: start a local Ray)."
+    ),
+    ray_proxy: str = typer.Option(
+        "HeadOnly",
+        help="Ray Serve proxy_location: HeadOnly (one entry point at --host:--port) or "
+        "EveryNode (one per node, for a load balancer in front).",
+    ),
 ) -> None:
     """Serve bundles over HTTP: SageMaker container and Runtime APIs, Prometheus /metrics.
 
@@ -37,16 +63,20 @@ def serve_cmd(
     The answer is a JSON list of probabilities in label order; send
     "Accept: application/json; verbose=true" for labels, top-k and the model version.
 
+    With --engine ray the same app runs as N Ray Serve replicas behind Serve's proxy
+    (routes, auth, limits and error codes unchanged; /metrics counts the replica that answers,
+    named in every response's X-Lensflow-Replica header).
+
     Example: lensflow serve clothing=bundles/clothing --port 8080 --sigv4-keys keys.txt
+    Example: lensflow serve bundles/clothing --engine ray --address auto --replicas 2
     """
     import logging
     import sys
-    import time
 
     import uvicorn
 
-    from lensflow.predictor import Predictor
-    from lensflow.serve.app import create_app
+    from lensflow.errors import ServeError
+    from lensflow.serve.app import create_app, load_predictors
     from lensflow.serve.config import ServeConfig, check_bind, parse_endpoint
 
     config = ServeConfig(
@@ -62,11 +92,24 @@ def serve_cmd(
         threads=threads,
     )
     check_bind(config)
-    predictors, load_seconds = {}, {}
-    for name, path in config.endpoints:
-        started = time.perf_counter()
-        predictors[name] = Predictor.from_bundle(path, threads=config.threads)
-        load_seconds[name] = time.perf_counter() - started
+    if engine == "ray":
+        from lensflow.serve.ray_engine import RayServeOptions, parse_autoscaling, serve_on_ray
+
+        options = RayServeOptions(
+            replicas=replicas,
+            replica_cpus=replica_cpus,
+            max_ongoing_requests=replica_max_ongoing,
+            autoscaling=parse_autoscaling(autoscaling),
+            address=address,
+            proxy_location=ray_proxy,
+        )
+        serve_on_ray(config, options)
+        return
+    if replicas != 1 or autoscaling or address is not None:
+        raise ServeError("--replicas, --autoscaling and --address need --engine ray")
+    if engine != "local":
+        raise ServeError(f"--engine must be 'local' or 'ray', got {engine!r}")
+    predictors, load_seconds = load_predictors(config)
     app = create_app(config, predictors, load_seconds)
     # The access log is one JSON object per line on stderr (uvicorn's own access log is off).
     handler = logging.StreamHandler(sys.stderr)
