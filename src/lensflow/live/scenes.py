@@ -77,6 +77,14 @@ def _hand(frame: np.ndarray, cx: float, cy: float, size: int) -> None:
     )  # the arm, from the right
 
 
+def _noise_bank(shape: tuple[int, ...], sigma: float, rng: np.random.Generator, n: int = 8):
+    """`n` sensor-noise fields as (positive, negative) uint8 parts, for saturating adds."""
+    fields = [np.rint(rng.normal(0.0, sigma, shape)).astype(np.int16) for _ in range(n)]
+    return [
+        (np.clip(f, 0, 255).astype(np.uint8), np.clip(-f, 0, 255).astype(np.uint8)) for f in fields
+    ]
+
+
 def show_frames(
     shows: Sequence[Show],
     size: tuple[int, int] = (640, 480),
@@ -86,10 +94,15 @@ def show_frames(
     photo_side: int = 260,
 ) -> Iterator[np.ndarray]:
     """BGR frames of `shows` in order. `flicker` is the largest relative brightness change of
-    the whole frame from one frame to the next (0.15: +-15 %); `noise` the sensor noise sigma."""
+    the whole frame from one frame to the next (0.15: +-15 %); `noise` the sensor noise sigma
+    (a bank of 8 noise fields is cycled: cheap, and still different from frame to frame)."""
+    import cv2
+
     width, height = size
     rng = np.random.default_rng(seed)
-    top = table(width, height, seed).astype(np.float32)
+    top = table(width, height, seed)
+    bank = _noise_bank(top.shape, noise, rng) if noise > 0 else []
+    count = 0
     for show in shows:
         image = _load(show.photo) if show.photo is not None else None
         # Each showing lies a little elsewhere, a little larger or smaller.
@@ -100,17 +113,22 @@ def show_frames(
         for i in range(show.frames):
             frame = top.copy()
             if image is not None:
-                # 0 at rest; 1 = off the right edge, while the hand carries it in or out.
-                t = (moves - i) / moves if i < moves else 0.0
-                if show.hand and i >= show.frames - moves:
+                # How far off to the right (1 = out of view) while the hand carries it in/out.
+                if i < moves:
+                    t = (moves - i) / moves
+                elif i >= show.frames - moves:
                     t = (i - (show.frames - moves) + 1) / moves
+                else:
+                    t = 0.0
                 px = cx + t * (width - cx + side)
-                staged = frame.astype(np.uint8)
-                _paste(staged, image, px, cy, side)
+                _paste(frame, image, px, cy, side)
                 if show.hand and (t > 0 or i < moves + 2 or i >= show.frames - moves - 2):
-                    # The hand holds it while moving, and lets go / grabs just around.
-                    _hand(staged, px + side * 0.45 + (0 if t else 4 * (i % 3)), cy, side // 3)
-                frame = staged.astype(np.float32)
-            gain = 1.0 + (rng.uniform(-flicker, flicker) if flicker else 0.0)
-            frame = frame * gain + rng.normal(0.0, noise, frame.shape).astype(np.float32)
-            yield np.clip(frame, 0, 255).astype(np.uint8)
+                    # The hand holds it while moving, and lets go / grabs just around that.
+                    _hand(frame, px + side * 0.45 + (0 if t else 4 * (i % 3)), cy, side // 3)
+            if flicker:
+                frame = cv2.convertScaleAbs(frame, alpha=1.0 + rng.uniform(-flicker, flicker))
+            if bank:
+                plus, minus = bank[count % len(bank)]
+                frame = cv2.subtract(cv2.add(frame, plus), minus)
+            count += 1
+            yield frame
