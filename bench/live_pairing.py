@@ -10,7 +10,9 @@ second showing of a design uses the second placement), the live greedy pairing r
 threshold of a grid; reported per threshold: how often every pair is right, and the same with
 one photo removed (5 right pairs and the odd sock left open). Baseline, same embeddings: the
 global maximum-weight matching `lensflow match` uses (it sees all socks at once), at its 0.45.
-Prints one JSON line; the best threshold is the default of `DEFAULT_PAIR_SIMILARITY`.
+Also: the cosine of each sock's appearance with the empty table's crop at the same place, and
+the same for 12 soft spots of light or shadow (the `EMPTY_SIMILARITY` check drops sightings
+above it). Prints one JSON line; the best threshold is the default `DEFAULT_PAIR_SIMILARITY`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lensflow.export import backbone_bundle
-from lensflow.live.appearance import EmptyScene, appearance, crop_box, shrink
+from lensflow.live.appearance import EMPTY_SIMILARITY, EmptyScene, appearance, crop_box, shrink
 from lensflow.live.pair_loop import embed_views
 from lensflow.live.scenes import Show, show_frames
 from lensflow.match import DEFAULT_MIN_SIMILARITY
@@ -36,16 +38,21 @@ ROOT = Path(__file__).resolve().parents[1]
 GRID = [round(0.50 + 0.01 * i, 2) for i in range(46)]  # 0.50 .. 0.95
 
 
-def live_embedding(predictor: Predictor, photo: Path, seed: int) -> np.ndarray:
-    """The photo shown on the table, found and cropped as the live loop does, embedded."""
-    frames = list(show_frames([Show(None, 5), Show(photo, 3)], seed=seed))
+def live_embedding(
+    predictor: Predictor, photo: Path | None, seed: int, light: float = 0.0
+) -> tuple[np.ndarray, float]:
+    """A photo (or a spot of light) on the table, found and cropped as the live loop does:
+    (4 rotation embeddings, cosine of its appearance with the empty table's same crop)."""
+    frames = list(show_frames([Show(None, 5), Show(photo, 3, light=light)], seed=seed))
     scene = EmptyScene(5)
     for frame in frames[:5]:
         scene.learn(shrink(frame))
     fg = scene.foreground(shrink(frames[-1]))
     assert fg.present and fg.box is not None, photo
     x0, y0, x1, y1 = crop_box(fg.box, frames[-1].shape)
-    return embed_views(predictor, frames[-1][y0:y1, x0:x1])
+    views = embed_views(predictor, frames[-1][y0:y1, x0:x1])
+    table = embed_views(predictor, frames[0][y0:y1, x0:x1])
+    return views, float(appearance(views) @ appearance(table))
 
 
 def greedy(order: list[int], sim: np.ndarray, threshold: float) -> tuple[list, list[int]]:
@@ -139,9 +146,12 @@ def main() -> None:
     predictor = Predictor.from_bundle(backbone_bundle("efficientnet_lite0"))
     designs = sorted(d for d in args.socks.iterdir() if d.is_dir())
     flat = [p for d in designs for p in sorted(d.glob("*.jpg"))]
-    views = np.stack(
-        [live_embedding(predictor, p, seed=100 * i + s) for i, p in enumerate(flat) for s in (1, 2)]
-    )  # (2 * photos, 4 rotations, D)
+    shown = [live_embedding(predictor, p, 100 * i + s) for i, p in enumerate(flat) for s in (1, 2)]
+    views = np.stack([v for v, _ in shown])  # (2 * photos, 4 rotations, D)
+    sock_vs_table = [t for _, t in shown]
+    rng = np.random.default_rng(0)
+    lights = [float(rng.choice([-1, 1]) * rng.uniform(30, 70)) for _ in range(12)]
+    light_vs_table = [live_embedding(predictor, None, 7 + i, a)[1] for i, a in enumerate(lights)]
     label = [i // 6 for i in range(len(views))]
     sim = cosine_matrix(np.stack([appearance(v) for v in views]))
     # Baseline features: one view, no power normalisation (what `lensflow match` embeds).
@@ -165,6 +175,12 @@ def main() -> None:
         "orders_per_choice": args.orders,
         "four_rotations": {**spread(sim), **simulate(sim, label, len(designs), args.orders)},
         "single_view": {**spread(single), **simulate(single, label, len(designs), args.orders)},
+        "empty_table_check": {
+            "sock_vs_table_max": round(max(sock_vs_table), 3),
+            "light_or_shadow_vs_table_min": round(min(light_vs_table), 3),
+            "light_or_shadow_vs_table": sorted(round(x, 3) for x in light_vs_table),
+            "threshold": EMPTY_SIMILARITY,
+        },
         "seconds": round(time.perf_counter() - start, 1),
     }
     print(json.dumps(result))

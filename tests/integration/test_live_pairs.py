@@ -157,7 +157,7 @@ def test_hands_an_odd_sock_and_a_third_showing(
     assert summary.open == [4, 6]  # the odd sock, and mongo's third showing, wait
     assert summary.learned_frames == FPS and summary.stopped_by == "end of source"
     # The view said so: empty table, a sighting, a pair flashing, with its two socks drawn.
-    assert any(label.startswith("sighting #") for label in hub.labels)
+    assert any(label.startswith("sighting: ") for label in hub.labels)
     assert "pair #1 + #3" in " ".join(hub.labels)
     assert hub.frames and hub.frames[0].shape == (480, 640, 3)
 
@@ -168,8 +168,29 @@ def test_a_flickering_empty_table_produces_nothing(tmp_path: Path, predictor: Pr
     summary = run_pairing(
         PairConfig(bundle=None, source=str(video), empty_seconds=1.0), predictor, [sink]
     )
+    # The pixel test alone keeps it out: not one frame went through the backbone.
     assert sink.messages == [] and summary.sightings == 0 and summary.embedded == 0
     assert summary.classified == FPS + 5 + 60
+
+
+def test_a_lamp_or_a_shadow_on_the_table_is_not_a_sock(
+    tmp_path: Path, socks: Path, predictor: Predictor
+) -> None:
+    google = socks / "class-google" / TWINS["class-google"][0]
+    shows = [
+        Show(None, 15, light=60.0), Show(None, 8),  # a lamp lights part of the table
+        Show(google, 10), Show(None, 8),
+        Show(None, 15, light=-50.0), Show(None, 8),  # a shadow falls on it
+    ]  # fmt: skip
+    sink = ListSink()
+    video = make_video(tmp_path / "lamp.avi", shows, seed=4)
+    summary = run_pairing(
+        PairConfig(bundle=None, source=str(video), empty_seconds=1.0), predictor, [sink]
+    )
+    # The pixel test sees both changes; their crops look like the empty table there, the sock's
+    # does not: only the sock is published, as sighting 1.
+    assert summary.rejected == 2
+    assert [(e["event"], e["id"]) for e in sink.messages] == [("sighting", 1)]
 
 
 @pytest.mark.mqtt

@@ -18,6 +18,8 @@ The loop (`pair_loop.py`) feeds every frame through three small pieces:
   them made the pretrained features far less sensitive to how it lies: AUROC same design vs
   different 0.933 -> 0.995 on the sample), a sighting's appearance is the mean over its steady
   frames, square-rooted (power normalisation, a little more separation) and L2-normalised.
+  The same is computed for the empty table's crop at the same place: a sighting that looks like
+  the table there (a light switched on, a shadow) is dropped (`EMPTY_SIMILARITY`).
 - `PairPool`: greedy pairing. A finished sighting pairs with the most similar open one at or above `min_similarity`; both leave the
   pool, otherwise it waits there. Unlike `lensflow match`, which sees every photo and picks
   the one-to-one matching with the largest total similarity, a live pair is final when made:
@@ -35,7 +37,11 @@ from lensflow.errors import LiveError
 
 # Cosine a live pair needs by default: calibrated on the shared sock photos shown on a table
 # (bench/live_pairing.py, BENCHMARKS.md "live pairing by appearance").
-DEFAULT_PAIR_SIMILARITY = 0.83
+DEFAULT_PAIR_SIMILARITY = 0.82
+# A sighting at least this similar to the empty table's crop at the same place is a lighting
+# change (a lamp, a shadow), not an object: sock crops vs their table <= 0.43 on the sample,
+# light and shadow patches 0.61..0.96 (bench/live_pairing.py prints both).
+EMPTY_SIMILARITY = 0.55
 
 SMALL = (160, 120)  # (width, height) of the copy the pixel tests run on
 
@@ -185,7 +191,8 @@ class Sighting:
     end_index: int
     end_ts: float
     frames: int = 1  # non-empty frames
-    id: int | None = None  # public number, given once the sighting lasts min_frames
+    counted: bool = False  # it lasted min_frames
+    id: int | None = None  # public number, given when it is published (in order)
     steady: int = 0  # steady frames seen
     embeds: int = 0  # frames sent for embedding
     best_motion: float = float("inf")
@@ -251,9 +258,9 @@ class SightingTracker:
             cur = self.current = Sighting(self._keys, index, ts, index, ts, frames=0)
         cur.frames += 1
         cur.end_index, cur.end_ts, cur.empty_run = index, ts, 0
-        if cur.id is None and cur.frames >= self.min_frames:
+        if not cur.counted and cur.frames >= self.min_frames:
             self.count += 1
-            cur.id = self.count
+            cur.counted = True
         embed = keep = False
         if moved <= self.steady_motion:
             cur.steady += 1
@@ -270,7 +277,7 @@ class SightingTracker:
 
     def _end(self) -> Step:
         done, self.current = self.current, None
-        if done is not None and done.id is not None:
+        if done is not None and done.counted:
             return Step(None, closed=done)
         return Step(None, discarded=done)
 

@@ -24,6 +24,7 @@ import numpy as np
 from lensflow.errors import LiveError
 from lensflow.live.appearance import (
     DEFAULT_PAIR_SIMILARITY,
+    EMPTY_SIMILARITY,
     EmptyScene,
     Pair,
     PairPool,
@@ -54,6 +55,7 @@ class PairConfig(LiveConfig):
     min_frames: int = 5  # non-empty frames a sighting needs to count
     end_gap: int = 5  # empty frames that end a sighting
     max_embeddings: int = 2  # steady frames embedded per sighting (their mean is its appearance)
+    empty_similarity: float = EMPTY_SIMILARITY  # this like the empty table there: not an object
 
     def validate(self) -> None:
         super().validate()
@@ -95,7 +97,8 @@ class PairSummary(LiveSummary):
     sightings: int = 0
     pairs: list[list[Any]] = field(default_factory=list)  # [a, b, similarity]
     open: list[int] = field(default_factory=list)  # sightings still waiting for a partner
-    embedded: int = 0  # frames that went through the backbone
+    embedded: int = 0  # crops that went through the backbone (4 rotations each)
+    rejected: int = 0  # sightings dropped because they looked like the empty table there
 
 
 def embedding_predictor(config: PairConfig, quiet: bool = True) -> Any:
@@ -198,6 +201,8 @@ class _Work:
     futures: list[Future[np.ndarray]] = field(default_factory=list)
     fallback: np.ndarray | None = None  # stillest crop, if no frame was steady
     thumb: np.ndarray | None = None  # the first embedded crop, shown in the strip
+    table: np.ndarray | None = None  # the empty table's crop at the same place
+    table_future: Future[np.ndarray] | None = None
 
 
 def run_pairing(
@@ -242,6 +247,16 @@ def run_pairing(
         for sink in sinks:
             sink.send(message)
 
+    def looks_like_table(w: _Work, look: np.ndarray) -> bool:
+        if w.table_future is not None:
+            table = w.table_future.result()
+        elif w.table is not None:
+            table = embed(w.table)
+            summary.embedded += 1
+        else:
+            return False
+        return float(look @ appearance(table)) >= config.empty_similarity
+
     finished: collections.deque[tuple[Sighting, _Work]] = collections.deque()
 
     def settle(wait: bool) -> None:
@@ -256,11 +271,17 @@ def run_pairing(
             if not vectors and w.fallback is not None:  # never steady: the stillest frame
                 vectors = [embed(w.fallback)]
                 summary.embedded += 1
-            if not vectors or s.id is None:
+            if not vectors:
                 continue  # unreachable: a counted sighting always kept a crop
+            look = appearance(np.concatenate(vectors))
+            if looks_like_table(w, look):
+                summary.rejected += 1
+                event(f"dropped a sighting of {s.frames} frames: it looks like the empty table")
+                continue
             summary.sightings += 1
+            s.id = summary.sightings
             send(s.message())
-            pair = pool.add(s.id, appearance(np.concatenate(vectors)))
+            pair = pool.add(s.id, look)
             crop = w.thumb if w.thumb is not None else w.fallback
             thumb = thumbnail(crop) if crop is not None else np.zeros((THUMB, THUMB, 3), np.uint8)
             if pair is None:
@@ -277,6 +298,7 @@ def run_pairing(
     )  # fmt: skip
     meter = RateMeter()
     previous: np.ndarray | None = None
+    empty_frame: np.ndarray | None = None  # the latest full frame of the empty table
     start = time.monotonic()
     try:
         for frame, small in reader:
@@ -289,6 +311,7 @@ def run_pairing(
             box = None
             if scene.learning:
                 scene.learn(small)
+                empty_frame = frame.image
                 summary.learned_frames = scene.seen
                 headline, blank = (
                     f"learning the empty table {scene.seen}/{scene.learn_frames}",
@@ -301,6 +324,11 @@ def run_pairing(
                     left, top, right, bottom = crop_box(fg.box, frame.image.shape)
                     crop = frame.image[top:bottom, left:right].copy()
                     w = work.setdefault(step.sighting.key, _Work())  # type: ignore[union-attr]
+                    if w.table is None and empty_frame is not None:
+                        w.table = empty_frame[top:bottom, left:right].copy()
+                    if step.embed and w.table_future is None and w.table is not None:
+                        w.table_future = embedder.submit(embed, w.table)
+                        summary.embedded += 1
                     if step.embed:
                         w.futures.append(embedder.submit(embed, crop))
                         summary.embedded += 1
@@ -312,6 +340,7 @@ def run_pairing(
                     box = crop_box(fg.box, frame.image.shape)
                 if step.sighting is None and not fg.present:
                     scene.adapt(small)  # only a truly empty table teaches the background
+                    empty_frame = frame.image
                 if step.discarded is not None:
                     for f in work.pop(step.discarded.key, _Work()).futures:
                         f.cancel()
@@ -377,6 +406,6 @@ def _headline(current: Sighting | None, view: PairView) -> str:
         return f"pair #{pair.a} + #{pair.b}  {pair.similarity:.2f}"
     if current is None:
         return f"empty table  ({len(view.thumbs)} open)"
-    if current.id is None:
+    if not current.counted:
         return "something there ..."
-    return f"sighting #{current.id}  {current.frames} frames"
+    return f"sighting: {current.frames} frames"

@@ -41,6 +41,7 @@ class Show:
     photo: str | os.PathLike[str] | None
     frames: int
     hand: bool = False  # carried in by a hand that leaves, then picked up and carried out
+    light: float = 0.0  # no photo: a soft spot of light (> 0) or shadow (< 0), in grey levels
 
 
 def _load(path: str | os.PathLike[str]) -> np.ndarray:
@@ -77,6 +78,14 @@ def _hand(frame: np.ndarray, cx: float, cy: float, size: int) -> None:
     )  # the arm, from the right
 
 
+def _spot(image: np.ndarray, cx: float, cy: float, radius: float, amount: float) -> np.ndarray:
+    """`image` with a Gaussian spot of light (amount > 0) or shadow added around (cx, cy)."""
+    h, w = image.shape[:2]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    spot = amount * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * radius * radius))
+    return np.clip(image + spot[..., None], 0, 255).astype(np.uint8)
+
+
 def _noise_bank(shape: tuple[int, ...], sigma: float, rng: np.random.Generator, n: int = 8):
     """`n` sensor-noise fields as (positive, negative) uint8 parts, for saturating adds."""
     fields = [np.rint(rng.normal(0.0, sigma, shape)).astype(np.int16) for _ in range(n)]
@@ -110,8 +119,9 @@ def show_frames(
         cy = height / 2 + rng.uniform(-0.08, 0.08) * height
         side = round(photo_side * rng.uniform(0.9, 1.1))
         moves = min(4, show.frames // 4) if show.hand else 0  # frames carried in / out
+        lit = _spot(top, cx, cy, side * 0.4, show.light) if show.light else top
         for i in range(show.frames):
-            frame = top.copy()
+            frame = lit.copy()
             if image is not None:
                 # How far off to the right (1 = out of view) while the hand carries it in/out.
                 if i < moves:

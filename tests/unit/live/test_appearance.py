@@ -114,7 +114,8 @@ def test_a_sighting_counts_after_min_frames_and_ends_after_the_gap() -> None:
     closed = [s.closed for s in steps if s.closed is not None]
     assert len(closed) == 1
     s = closed[0]
-    assert (s.id, s.frames, s.start_index, s.end_index) == (1, 4, 2, 5)
+    assert (s.counted, s.frames, s.start_index, s.end_index) == (True, 4, 2, 5)
+    s.id = 1  # numbered when published
     assert s.message() == {"event": "sighting", "id": 1, "start_ts": 200, "end_ts": 500,
                            "frames": 4}  # fmt: skip
     # It closed on the second empty frame after it, not before.
@@ -125,7 +126,8 @@ def test_a_short_blip_is_discarded_without_an_id() -> None:
     t = SightingTracker(min_frames=3, end_gap=2)
     steps = _feed(t, "0110001111100")
     assert [s.discarded.frames for s in steps if s.discarded] == [2]
-    assert [s.closed.id for s in steps if s.closed] == [1]  # ids count only real sightings
+    assert [s.closed.frames for s in steps if s.closed] == [5]
+    assert t.count == 1  # only real sightings count
 
 
 def test_a_short_empty_spell_inside_a_sighting_does_not_split_it() -> None:
