@@ -9,7 +9,10 @@ import typer
 
 
 def live(
-    bundle: str = typer.Argument(..., help="Bundle directory made by `lensflow export`."),
+    bundle: str | None = typer.Argument(
+        None,
+        help="Bundle directory made by `lensflow export` (optional with --pair-by-appearance).",
+    ),
     source: str = typer.Option(
         ...,
         "--source",
@@ -19,7 +22,9 @@ def live(
     mqtt: str | None = typer.Option(
         None, "--mqtt", help="Publish to this broker: mqtt://\\[user:pass@]host:port."
     ),
-    topic: str = typer.Option("sockfound", "--topic", help="MQTT topic."),
+    topic: str | None = typer.Option(
+        None, "--topic", help="MQTT topic (default sockfound; sockpairs with --pair-by-appearance)."
+    ),
     qos: int = typer.Option(0, "--qos", min=0, max=2, help="MQTT QoS (1: at least once)."),
     stdout: bool = typer.Option(False, "--stdout", help="Also print each message as a JSON line."),
     view: str | None = typer.Option(
@@ -55,6 +60,23 @@ def live(
         help="Seconds an rtsp:// / http:// stream may take to answer or stay silent before it "
         "counts as down (then it is reopened with back-off). Example: --stream-timeout 5",
     ),
+    pair_by_appearance: bool = typer.Option(
+        False,
+        "--pair-by-appearance",
+        help="No classes, no training: pair socks that look alike as they are shown one by one "
+        "(events: sighting, pair). Example: lensflow live --pair-by-appearance --source 0 --stdout",
+    ),
+    min_similarity: float | None = typer.Option(
+        None,
+        "--min-similarity",
+        help="With --pair-by-appearance: cosine a pair needs (default calibrated, see BENCHMARKS.md).",
+    ),
+    empty_seconds: float = typer.Option(
+        2.0, "--empty-seconds", help="With --pair-by-appearance: the feed starts empty this long."
+    ),
+    min_frames: int = typer.Option(
+        5, "--min-frames", help="With --pair-by-appearance: frames a sighting needs to count."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line."),
     json_out: bool = typer.Option(
         False, "--json", help="Print a JSON summary on stdout at the end."
@@ -66,16 +88,36 @@ def live(
     plus "ts" (ms), "source" and "frame". Below --threshold, or for a blank class, the label is
     --blank-label. If the broker goes away, messages are buffered and flushed in order later.
 
+    With --pair-by-appearance (no bundle needed): show the empty table for --empty-seconds,
+    then socks one after another; each sighting is published as {"event": "sighting", "id",
+    "start_ts", "end_ts", "frames"} and a match as {"event": "pair", "a", "b", "similarity"}.
+
     Example: lensflow live bundle/ --source 0 --mqtt mqtt://127.0.0.1:1883 --view 127.0.0.1:8090
+
+    Example: lensflow live --pair-by-appearance --source 0 --stdout --view 127.0.0.1:8090
     """
     from lensflow.live.loop import LiveConfig, threshold_from_cli
 
-    config = LiveConfig(
-        bundle=bundle, source=source, mqtt=mqtt, topic=topic, qos=qos, stdout=stdout, view=view,
-        fps=fps, every=every, loop=loop, threshold=threshold_from_cli(threshold), blank_label=blank_label,
+    common = dict(
+        source=source, mqtt=mqtt, qos=qos, stdout=stdout, view=view, fps=fps, every=every,
+        loop=loop, threshold=threshold_from_cli(threshold), blank_label=blank_label,
         wait_broker=wait_broker, buffer=buffer, max_frames=max_frames, threads=threads,
         stream_timeout=stream_timeout,
     )  # fmt: skip
+    config: LiveConfig
+    if pair_by_appearance:
+        from lensflow.live.pair_loop import pair_config
+
+        config = pair_config(bundle, topic, min_similarity, empty_seconds, min_frames, **common)
+    else:
+        if bundle is None:
+            from lensflow.errors import LiveError
+
+            raise LiveError(
+                "live needs a BUNDLE (made by `lensflow export`), or --pair-by-appearance to "
+                "pair look-alike socks without one"
+            )
+        config = LiveConfig(bundle=bundle, topic=topic or "sockfound", **common)
     summary = run_command(config, quiet=quiet)
     if json_out:
         typer.echo(json.dumps({"config": _config_dict(config), **summary}))
@@ -101,6 +143,7 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
     from rich.text import Text
 
     from lensflow.live.loop import MqttSink, StdoutSink, run_live
+    from lensflow.live.pair_loop import PairConfig, embedding_predictor, run_pairing
     from lensflow.live.sources import open_source, source_kind
     from lensflow.live.view import FrameHub, ViewServer, parse_host_port
     from lensflow.predictor import Predictor
@@ -109,7 +152,10 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
     config.validate()
     source_kind(config.source)  # a missing source fails before the bundle loads
     view_addr = parse_host_port(config.view) if config.view else None
-    predictor = Predictor.from_bundle(config.bundle, threads=config.threads)
+    if isinstance(config, PairConfig):  # no classes: the backbone's embeddings
+        predictor, runner = embedding_predictor(config), run_pairing
+    else:
+        predictor, runner = Predictor.from_bundle(config.bundle, threads=config.threads), run_live
     sinks: list[Any] = []
     hub = None
     line = Text("starting ...")
@@ -160,7 +206,7 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
         if not quiet:
             stack.enter_context(Live(line, console=console, refresh_per_second=4))
         try:
-            summary = run_live(
+            summary = runner(
                 config, predictor, sinks, hub=hub, on_event=on_event,
                 on_classified=on_classified, source=source,
             )  # fmt: skip
