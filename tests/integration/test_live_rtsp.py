@@ -60,7 +60,7 @@ def test_cli_classifies_a_real_rtsp_stream(tiny_bundle, frames, allowed, rtsp_se
     messages, summary = [json.loads(x) for x in lines[:-1]], json.loads(lines[-1])
     # --max-frames counts frames read; a live source skips those that came while the model was
     # busy (FFmpeg hands over the ~2 s it buffered while probing the stream at once).
-    assert summary["frames_read"] == 40 and summary["events"] == []
+    assert summary["frames_read"] == 40
     assert summary["classified"] == summary["published"] == len(messages) >= 2
     assert {m["image"] for m in messages} <= allowed
     assert all(m["source"] == server.url for m in messages)
