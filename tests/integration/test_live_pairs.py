@@ -103,12 +103,10 @@ class RecordingHub:
 
     def __init__(self) -> None:
         self.labels: list[str] = []
-        self.frames: list[np.ndarray] = []
 
     def update(self, frame: np.ndarray, **status: Any) -> None:
+        assert frame.shape == (480, 640, 3)
         self.labels.append(status["label"])
-        if status["label"].startswith("pair") and len(self.frames) < 3:
-            self.frames.append(frame)
 
     def set_status(self, **status: Any) -> None:
         pass
@@ -156,10 +154,10 @@ def test_hands_an_odd_sock_and_a_third_showing(
     assert pairs == [(1, 3), (2, 5)], sink.messages
     assert summary.open == [4, 6]  # the odd sock, and mongo's third showing, wait
     assert summary.learned_frames == FPS and summary.stopped_by == "end of source"
-    # The view said so: empty table, a sighting, a pair flashing, with its two socks drawn.
-    assert any(label.startswith("sighting: ") for label in hub.labels)
-    assert "pair #1 + #3" in " ".join(hub.labels)
-    assert hub.frames and hub.frames[0].shape == (480, 640, 3)
+    # The view followed: learning, then each sock on the table (when a pair flashes depends on
+    # when its embeddings are done, so on the machine's load: tests/unit/live/test_pair_view.py).
+    assert hub.labels[0].startswith("learning the empty table")
+    assert sum(label.startswith("sighting: ") for label in hub.labels) >= 6 * 5
 
 
 def test_a_flickering_empty_table_produces_nothing(tmp_path: Path, predictor: Predictor) -> None:
