@@ -19,10 +19,10 @@ from lensflow.live.video import write_video
 from lensflow.predictor import Predictor
 
 FPS = 10  # of the test videos; --empty-seconds 1 learns the table from 10 frames
-# The two photos of each design that show the sock the same way up and side; the third photo
-# of each design is another view (crumpled, side-on, half out of the picture) and plays the odd
-# sock and the third showing below. Over every choice of two photos and random orders, the live
-# greedy pairing gets all six pairs right less often: see BENCHMARKS.md (live pairing).
+# The two photos of each design the backbone finds most alike (the third photo of a design,
+# another view of the sock, plays the odd sock and the third showing below). A favourable case:
+# over every choice of two photos and random orders, live greedy pairing gets all six pairs
+# right in 62 % of runs (BENCHMARKS.md, live pairing by appearance).
 TWINS = {
     "class-confluent": ("file_12.jpg", "file_5.jpg"),
     "class-databricks": ("file_87.jpg", "file_99.jpg"),
