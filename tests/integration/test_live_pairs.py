@@ -171,6 +171,32 @@ def test_a_flickering_empty_table_produces_nothing(tmp_path: Path, predictor: Pr
     assert summary.classified == FPS + 5 + 60
 
 
+def test_the_browser_view_gets_the_frames_with_the_strip(
+    tmp_path: Path, socks: Path, predictor: Predictor
+) -> None:
+    import cv2
+
+    from lensflow.live.view import FrameHub
+
+    mongo = [socks / "class-mongo" / f for f in TWINS["class-mongo"]]
+    shows = [Show(mongo[0], 10), Show(None, 8), Show(mongo[1], 10), Show(None, 30)]
+    video = make_video(tmp_path / "view.avi", shows, seed=5)
+    hub = FrameHub()
+    summary = run_pairing(
+        PairConfig(bundle=None, source=str(video), empty_seconds=1.0), predictor, hub=hub
+    )
+    assert summary.pairs and summary.pairs[0][:2] == [1, 2]
+    _, jpeg = hub.jpeg(timeout=1.0)
+    frame = cv2.imdecode(np.frombuffer(jpeg or b"", np.uint8), cv2.IMREAD_COLOR)
+    assert frame.shape == (480, 640, 3)
+    status = json.loads(hub.status_json())
+    assert status["running"] is False and status["classified"] == summary.classified
+    # The last frame shows the empty table with the dark strip of open socks along the bottom
+    # (whether sock 1 is still in it depends on when its twin's embedding was done).
+    assert frame[-40:, 300:340].mean() < 0.6 * frame[200:280, 300:340].mean()
+    assert status["label"].startswith("empty table")
+
+
 def test_a_lamp_or_a_shadow_on_the_table_is_not_a_sock(
     tmp_path: Path, socks: Path, predictor: Predictor
 ) -> None:

@@ -390,13 +390,12 @@ def run_pairing(
             summary.last_label = headline
             summary.frames_read = source.frames_read
             summary.published = min((s.published for s in sinks), default=0)
-            flash = run.view.flash
-            decision = Decision(headline, flash[0].similarity if flash else 0.0, -1, blank)
+            decision = Decision(headline, 0.0, -1, blank)  # no class, no probability
             if hub is not None:
                 colour = (160, 160, 160) if blank else (80, 220, 80)
                 hub.update(
                     run.view.render(frame.image, headline, colour, meter.rate, box),
-                    label=headline, probability=decision.probability * 100, blank=blank,
+                    label=headline, probability=0.0, blank=blank,
                     fps=meter.rate, frames=summary.frames_read, classified=summary.classified,
                     published=summary.published,
                 )  # fmt: skip
