@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=5, help="random orders per choice")
     args = parser.parse_args()
 
+    if not args.socks.is_dir():
+        raise SystemExit(f"{args.socks} not found (the shared datasets beside the project)")
     start = time.perf_counter()
     predictor = Predictor.from_bundle(backbone_bundle("efficientnet_lite0"))
     designs = sorted(d for d in args.socks.iterdir() if d.is_dir())

@@ -176,12 +176,14 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
                     mqtt_note += f"  buffered {st.buffered}"
                 if st.dropped:
                     mqtt_note += f"  [red]dropped {st.dropped}[/]"
+        # --pair-by-appearance decides per sighting, not per frame: no class index, no percent.
+        percent = f" {decision.probability * 100:.1f}%" if decision.index >= 0 else ""
         line.truncate(0)
         line.append_text(
             Text.from_markup(
                 f"read {summary.frames_read}  classified {summary.classified}  "
                 f"published {summary.published}  {summary.fps:.1f} fps  "
-                f"[bold]{decision.label}[/] {decision.probability * 100:.1f}%{mqtt_note}"
+                f"[bold]{decision.label}[/]{percent}{mqtt_note}"
             )
         )
 

@@ -139,19 +139,26 @@ class PairView:
 
     flash_frames: int
     thumbs: dict[int, np.ndarray] = field(default_factory=dict)  # sighting id -> thumbnail
-    flash: tuple[Pair, np.ndarray, np.ndarray] | None = None
+    waiting: collections.deque[tuple[Pair, np.ndarray, np.ndarray]] = field(
+        default_factory=collections.deque
+    )  # pairs found but not shown yet (two can be found at once)
+    flash: tuple[Pair, np.ndarray, np.ndarray] | None = None  # the pair flashing now
     flash_left: int = 0
 
     def opened(self, sighting_id: int, thumb: np.ndarray) -> None:
         self.thumbs[sighting_id] = thumb
 
     def paired(self, pair: Pair, thumb: np.ndarray) -> None:
-        old = self.thumbs.pop(pair.a, thumb)
-        self.flash, self.flash_left = (pair, old, thumb), self.flash_frames
+        self.waiting.append((pair, self.thumbs.pop(pair.a, thumb), thumb))
+        if self.flash_left == 0:
+            self.tick()
 
     def tick(self) -> None:
-        """One frame passed (the flash of the last pair fades)."""
+        """One frame passed: the flash fades, the next found pair (if any) starts flashing."""
         self.flash_left = max(0, self.flash_left - 1)
+        if self.flash_left == 0:
+            self.flash = self.waiting.popleft() if self.waiting else None
+            self.flash_left = self.flash_frames if self.flash is not None else 0
 
     def render(
         self, frame_bgr: np.ndarray, headline: str, colour: tuple[int, int, int],
@@ -175,7 +182,7 @@ class PairView:
             out[y : y + THUMB, x : x + THUMB] = self.thumbs[sid]
             cv2.putText(out, f"#{sid}", (x + 3, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
-        if self.flash is not None and self.flash_left > 0:
+        if self.flash is not None:
             pair, a, b = self.flash
             side = min(2 * THUMB, h // 3)
             on = (self.flash_left // 3) % 2 == 0  # blink
@@ -205,6 +212,135 @@ class _Work:
     table_future: Future[np.ndarray] | None = None
 
 
+class _PairRun:
+    """The state of one run: what the frames showed so far, embeddings under way, the pool."""
+
+    def __init__(
+        self, config: PairConfig, predictor: Any, sinks: Sequence[Sink], rate: float,
+        summary: PairSummary, event: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        self.config, self.predictor, self.sinks = config, predictor, sinks
+        self.summary, self.event = summary, event
+        self.scene = EmptyScene(max(1, round(config.empty_seconds * rate)))
+        self.tracker = SightingTracker(config.min_frames, config.end_gap, config.max_embeddings)
+        self.pool = PairPool(config.min_similarity)
+        self.view = PairView(flash_frames=max(1, round(FLASH_SECONDS * rate)))
+        self.work: dict[int, _Work] = {}
+        self.finished: collections.deque[tuple[Sighting, _Work]] = collections.deque()
+        self.embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lensflow-embed")
+        self.previous: np.ndarray | None = None  # the last small frame
+        self.empty_frame: np.ndarray | None = None  # the latest full frame of the empty table
+
+    def embed(self, crop_bgr: np.ndarray) -> np.ndarray:
+        return embed_views(self.predictor, crop_bgr)
+
+    def submit(self, crop_bgr: np.ndarray) -> Future[np.ndarray]:
+        self.summary.embedded += 1
+        return self.embedder.submit(self.embed, crop_bgr)
+
+    def frame(
+        self, image: np.ndarray, small: np.ndarray, index: int, ts: float
+    ) -> tuple[str, bool, tuple[int, int, int, int] | None]:
+        """One frame in; returns (headline, blank, box to draw or None)."""
+        if self.scene.learning:
+            self.scene.learn(small)
+            self.summary.learned_frames = self.scene.seen
+            self.previous, self.empty_frame = small, image
+            return (
+                f"learning the empty table {self.scene.seen}/{self.scene.learn_frames}",
+                True,
+                None,
+            )
+        fg = self.scene.foreground(small)
+        step = self.tracker.observe(index, ts, fg.present, motion(self.previous, small))
+        self.previous = small
+        box = crop_box(fg.box, image.shape) if fg.present and fg.box is not None else None
+        if box is not None and step.sighting is not None and (step.embed or step.keep_fallback):
+            self._keep(self.work.setdefault(step.sighting.key, _Work()), image, box, step.embed)
+        if step.sighting is None and not fg.present:
+            self.scene.adapt(small)  # only a truly empty table teaches the background
+            self.empty_frame = image
+        if step.discarded is not None:
+            for f in self.work.pop(step.discarded.key, _Work()).futures:
+                f.cancel()
+        if step.closed is not None:
+            self.finished.append((step.closed, self.work.pop(step.closed.key, _Work())))
+        self.settle(wait=False)
+        return _headline(step.sighting, self.view), step.sighting is None, box
+
+    def _keep(
+        self, w: _Work, image: np.ndarray, box: tuple[int, int, int, int], embed: bool
+    ) -> None:
+        """Crop the sighting (and the empty table at the same place); embed or keep it."""
+        left, top, right, bottom = box
+        crop = image[top:bottom, left:right].copy()
+        if w.table is None and self.empty_frame is not None:
+            w.table = self.empty_frame[top:bottom, left:right].copy()
+        if not embed:
+            w.fallback = crop
+            return
+        w.futures.append(self.submit(crop))
+        if w.thumb is None:
+            w.thumb = crop
+        if w.table_future is None and w.table is not None:
+            w.table_future = self.submit(w.table)
+
+    def end(self) -> None:
+        """The source ended: the sock still on the table counts, then wait for every embedding."""
+        done = self.tracker.finish()
+        if done.closed is not None:
+            self.finished.append((done.closed, self.work.pop(done.closed.key, _Work())))
+        self.settle(wait=True)
+
+    def settle(self, wait: bool) -> None:
+        """Publish finished sightings (and their pairs) in order, once their embeddings are in;
+        with wait=False the frame loop never waits for the backbone."""
+        while self.finished:
+            s, w = self.finished[0]
+            if not wait and not all(f.done() for f in w.futures):
+                return
+            self.finished.popleft()
+            vectors = [f.result() for f in w.futures]
+            if not vectors and w.fallback is not None:  # never steady: the stillest frame
+                vectors = [self.submit(w.fallback).result()]
+            if vectors:  # always: a counted sighting kept a crop
+                self._publish(s, w, appearance(np.concatenate(vectors)))
+
+    def _publish(self, s: Sighting, w: _Work, look: np.ndarray) -> None:
+        if self._looks_like_table(w, look):
+            self.summary.rejected += 1
+            self.event(f"dropped a sighting of {s.frames} frames: it looks like the empty table")
+            return
+        self.summary.sightings += 1
+        s.id = self.summary.sightings
+        self.send(s.message())
+        pair = self.pool.add(s.id, look)
+        crop = w.thumb if w.thumb is not None else w.fallback
+        thumb = thumbnail(crop) if crop is not None else np.zeros((THUMB, THUMB, 3), np.uint8)
+        if pair is None:
+            self.view.opened(s.id, thumb)
+            return
+        self.summary.pairs.append([pair.a, pair.b, round(pair.similarity, 4)])
+        self.send(pair.message())
+        self.view.paired(pair, thumb)
+
+    def _looks_like_table(self, w: _Work, look: np.ndarray) -> bool:
+        if w.table_future is None and w.table is not None:
+            w.table_future = self.submit(w.table)
+        if w.table_future is None:
+            return False  # no empty frame to compare with (cannot happen after learning)
+        table = appearance(w.table_future.result())
+        return float(look @ table) >= self.config.empty_similarity
+
+    def send(self, message: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.send(message)
+
+    def close(self) -> None:
+        self.embedder.shutdown(wait=True, cancel_futures=True)
+        self.summary.open = list(self.pool.open)
+
+
 def run_pairing(
     config: PairConfig,
     predictor: Any,
@@ -232,75 +368,13 @@ def run_pairing(
         )
     else:
         source.report = event
-    rate = source_rate(config, source)
-    scene = EmptyScene(max(1, round(config.empty_seconds * rate)))
-    tracker = SightingTracker(
-        config.min_frames, config.end_gap, config.max_embeddings
-    )  # fmt: skip
-    pool = PairPool(config.min_similarity)
-    view = PairView(flash_frames=max(1, round(FLASH_SECONDS * rate)))
-    work: dict[int, _Work] = {}
-    embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lensflow-embed")
-
-    def embed(crop_bgr: np.ndarray) -> np.ndarray:
-        return embed_views(predictor, crop_bgr)
-
-    def send(message: dict[str, Any]) -> None:
-        for sink in sinks:
-            sink.send(message)
-
-    def looks_like_table(w: _Work, look: np.ndarray) -> bool:
-        if w.table_future is not None:
-            table = w.table_future.result()
-        elif w.table is not None:
-            table = embed(w.table)
-            summary.embedded += 1
-        else:
-            return False
-        return float(look @ appearance(table)) >= config.empty_similarity
-
-    finished: collections.deque[tuple[Sighting, _Work]] = collections.deque()
-
-    def settle(wait: bool) -> None:
-        """Publish finished sightings (and their pairs) in order, once their embeddings are in;
-        with wait=False the frame loop never waits for the backbone."""
-        while finished:
-            s, w = finished[0]
-            if not wait and not all(f.done() for f in w.futures):
-                return
-            finished.popleft()
-            vectors = [f.result() for f in w.futures]
-            if not vectors and w.fallback is not None:  # never steady: the stillest frame
-                vectors = [embed(w.fallback)]
-                summary.embedded += 1
-            if not vectors:
-                continue  # unreachable: a counted sighting always kept a crop
-            look = appearance(np.concatenate(vectors))
-            if looks_like_table(w, look):
-                summary.rejected += 1
-                event(f"dropped a sighting of {s.frames} frames: it looks like the empty table")
-                continue
-            summary.sightings += 1
-            s.id = summary.sightings
-            send(s.message())
-            pair = pool.add(s.id, look)
-            crop = w.thumb if w.thumb is not None else w.fallback
-            thumb = thumbnail(crop) if crop is not None else np.zeros((THUMB, THUMB, 3), np.uint8)
-            if pair is None:
-                view.opened(s.id, thumb)
-            else:
-                summary.pairs.append([pair.a, pair.b, round(pair.similarity, 4)])
-                send(pair.message())
-                view.paired(pair, thumb)
-
+    run = _PairRun(config, predictor, sinks, source_rate(config, source), summary, event)
     mode = "latest" if (source.live or config.fps) else "all"
     reader = FrameReader(
         source, mode=mode, fps=config.fps, every=config.every,
         max_frames=config.max_frames, transform=lambda f: (f, shrink(f.image)),
     )  # fmt: skip
     meter = RateMeter()
-    previous: np.ndarray | None = None
-    empty_frame: np.ndarray | None = None  # the latest full frame of the empty table
     start = time.monotonic()
     try:
         for frame, small in reader:
@@ -308,49 +382,9 @@ def run_pairing(
                 summary.stopped_by = "stopped"
                 break
             meter.tick()
-            view.tick()
+            run.view.tick()
             summary.classified += 1
-            box = None
-            if scene.learning:
-                scene.learn(small)
-                empty_frame = frame.image
-                summary.learned_frames = scene.seen
-                headline, blank = (
-                    f"learning the empty table {scene.seen}/{scene.learn_frames}",
-                    True,
-                )
-            else:
-                fg = scene.foreground(small)
-                step = tracker.observe(frame.index, frame.ts, fg.present, motion(previous, small))
-                if fg.present and fg.box is not None and (step.embed or step.keep_fallback):
-                    left, top, right, bottom = crop_box(fg.box, frame.image.shape)
-                    crop = frame.image[top:bottom, left:right].copy()
-                    w = work.setdefault(step.sighting.key, _Work())  # type: ignore[union-attr]
-                    if w.table is None and empty_frame is not None:
-                        w.table = empty_frame[top:bottom, left:right].copy()
-                    if step.embed and w.table_future is None and w.table is not None:
-                        w.table_future = embedder.submit(embed, w.table)
-                        summary.embedded += 1
-                    if step.embed:
-                        w.futures.append(embedder.submit(embed, crop))
-                        summary.embedded += 1
-                        if w.thumb is None:
-                            w.thumb = crop
-                    else:
-                        w.fallback = crop
-                if fg.present and fg.box is not None:
-                    box = crop_box(fg.box, frame.image.shape)
-                if step.sighting is None and not fg.present:
-                    scene.adapt(small)  # only a truly empty table teaches the background
-                    empty_frame = frame.image
-                if step.discarded is not None:
-                    for f in work.pop(step.discarded.key, _Work()).futures:
-                        f.cancel()
-                if step.closed is not None:
-                    finished.append((step.closed, work.pop(step.closed.key, _Work())))
-                settle(wait=False)
-                headline, blank = _headline(step.sighting, view), step.sighting is None
-            previous = small
+            headline, blank, box = run.frame(frame.image, small, frame.index, frame.ts)
             if any(getattr(sink, "finished", False) for sink in sinks):
                 summary.stopped_by = "stdout closed"
                 break
@@ -358,56 +392,50 @@ def run_pairing(
             summary.last_label = headline
             summary.frames_read = source.frames_read
             summary.published = min((s.published for s in sinks), default=0)
-            flashing = view.flash is not None and view.flash_left > 0
-            similarity = view.flash[0].similarity if view.flash is not None and flashing else 0.0
-            decision = Decision(headline, similarity, -1, blank)
+            decision = Decision(headline, 0.0, -1, blank)  # no class, no probability
             if hub is not None:
                 colour = (160, 160, 160) if blank else (80, 220, 80)
                 hub.update(
-                    view.render(frame.image, headline, colour, meter.rate, box),
-                    label=headline, probability=decision.probability * 100, blank=blank,
+                    run.view.render(frame.image, headline, colour, meter.rate, box),
+                    label=headline, probability=0.0, blank=blank,
                     fps=meter.rate, frames=summary.frames_read, classified=summary.classified,
                     published=summary.published,
                 )  # fmt: skip
             if on_classified is not None:
                 on_classified(summary, decision)
         else:
-            done = tracker.finish()  # the source ended with a sock still in view
-            if done.closed is not None:
-                finished.append((done.closed, work.pop(done.closed.key, _Work())))
-        settle(wait=True)
+            run.end()
+        run.settle(wait=True)  # after a stop: sightings that had ended still count
     except KeyboardInterrupt:
         summary.stopped_by = "interrupted (Ctrl-C)"
-        settle(wait=True)  # sightings that had ended still count
+        run.settle(wait=True)
     finally:
         reader.stop()
         source.close()
-        embedder.shutdown(wait=True, cancel_futures=True)
+        run.close()
         summary.seconds = round(time.monotonic() - start, 3)
         summary.frames_read = source.frames_read
         summary.skipped = summary.frames_read - summary.classified
         summary.fps = round(summary.classified / summary.seconds, 2) if summary.seconds else 0.0
-        summary.open = list(pool.open)
         summary.labels = {"sightings": summary.sightings, "pairs": len(summary.pairs)}
         for sink in sinks:
             summary.sinks.update(sink.close())
         summary.published = min((s.published for s in sinks), default=0)
         if hub is not None:
             hub.set_status(published=summary.published, running=False)
-    if scene.learning and summary.classified:
+    if run.scene.learning and summary.classified:
         event(
-            f"the source ended after {scene.seen} frames, while still learning the empty table "
-            f"({scene.learn_frames} frames); lower --empty-seconds or show a longer feed"
+            f"the source ended after {run.scene.seen} frames, while still learning the empty "
+            f"table ({run.scene.learn_frames} frames); lower --empty-seconds or show a longer feed"
         )
     return summary
 
 
 def _headline(current: Sighting | None, view: PairView) -> str:
-    if view.flash is not None and view.flash_left > 0:
+    """The banner: the sock on the table first; on an empty table, the pair flashing."""
+    if current is not None:
+        return f"sighting: {current.frames} frames" if current.counted else "something there ..."
+    if view.flash is not None:
         pair = view.flash[0]
         return f"pair #{pair.a} + #{pair.b}  {pair.similarity:.2f}"
-    if current is None:
-        return f"empty table  ({len(view.thumbs)} open)"
-    if not current.counted:
-        return "something there ..."
-    return f"sighting: {current.frames} frames"
+    return f"empty table  ({len(view.thumbs)} open)"

@@ -44,7 +44,8 @@ async function poll() {{
     const s = await (await fetch("status.json", {{cache: "no-store"}})).json();
     const el = document.getElementById("label");
     if (s.label !== null) {{
-      el.textContent = s.label + " " + s.probability.toFixed(1) + "%";
+      // --pair-by-appearance has no probability per frame (0): its label says it all
+      el.textContent = s.label + (s.probability > 0 ? " " + s.probability.toFixed(1) + "%" : "");
       el.className = s.blank ? "blank" : "";
     }}
     document.getElementById("stats").textContent =
