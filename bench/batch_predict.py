@@ -21,6 +21,7 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -63,12 +64,10 @@ def engine_run(
     (CPU time does not depend on how busy the shared machine is; wall time does)."""
     cmd = [*prefix, "-m", "lensflow", "predict", str(bundle), str(listing), "--out", str(out)]
 
-    def cpu_now() -> float:  # this command, and for Ray every process of the cluster
-        return children_cpu_s() + (cluster.cpu_seconds() if cluster else 0.0)
-
-    cpu0 = cpu_now()
-    seconds, summary = timed([*cmd, *options, "--json"], env)
-    cpu = cpu_now() - cpu0
+    cpu0 = children_cpu_s()  # the command itself (the Ray driver too)
+    with cluster.cpu_meter() if cluster else contextlib.nullcontext([0.0]) as cluster_cpu:
+        seconds, summary = timed([*cmd, *options, "--json"], env)
+    cpu = children_cpu_s() - cpu0 + cluster_cpu[0]
     return {
         "wall_s": round(seconds, 2),
         "cpu_s": round(cpu, 1),

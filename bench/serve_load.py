@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -164,9 +165,10 @@ def serve_on_ray(bundle: Path, images: list[bytes], args: argparse.Namespace) ->
                     "--clients", str(args.clients), "--seconds", str(args.seconds),
                     "--max-requests", str(args.max_requests), "--images", str(args.images),
                 ]  # fmt: skip
-                cpu0 = cluster.cpu_seconds()  # the client's CPU is not in it: we reap it
-                done = cluster.run(client, timeout=args.seconds + 600)
-                cpu = cluster.cpu_seconds() - cpu0
+                with cluster.cpu_meter() as cluster_cpu:
+                    done = cluster.run(client, timeout=args.seconds + 600)
+                # the client ran in the namespace too: take its own CPU (printed first) out
+                cpu = cluster_cpu[0] - float(done.stdout.strip().splitlines()[-2])
                 if done.returncode != 0:
                     sys.exit(f"ray load client failed:\n{done.stderr[-2000:]}")
                 result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -212,13 +214,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.client_only:
         images = real_jpegs(args.images)
-        print(
-            json.dumps(
-                asyncio.run(
-                    load(args.client_only, images, args.clients, args.seconds, args.max_requests)
-                )
-            )
+        result = asyncio.run(
+            load(args.client_only, images, args.clients, args.seconds, args.max_requests)
         )
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(usage.ru_utime + usage.ru_stime)  # this client's CPU, for the caller to subtract
+        print(json.dumps(result))
         return
 
     from lensflow.serve.background import free_port
