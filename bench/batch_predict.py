@@ -9,7 +9,9 @@ host's interface address); the CLI joins it with --address.
 
 Reported per engine: wall seconds of the whole command, the engine's startup (until the first
 chunk of rows: interpreter, model load; for Ray also joining the cluster and starting the actor
-pool) and the steady rate after it (`steady_images_per_s` of the command's --json summary).
+pool) and the steady rate after it (`steady_images_per_s` of the command's --json summary),
+and CPU seconds per image (the command and, for Ray, every process of the cluster's namespace):
+on a shared, loaded machine wall-clock rates mostly measure the scheduler, CPU time does not.
 
     .venv/bin/python bench/batch_predict.py [--bundle BUNDLE] [--images 320]   (root: netns)
 
@@ -19,8 +21,10 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -48,12 +52,26 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
     return seconds, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def engine_run(prefix: list[str], bundle: Path, options: list[str], listing: Path, out: Path, env):
-    """One `lensflow predict --out` run: wall seconds, startup and steady rate."""
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def engine_run(
+    prefix: list[str], bundle: Path, options: list[str], listing: Path, out: Path, env, cluster=None
+) -> dict:
+    """One `lensflow predict --out` run: wall seconds, startup, steady rate and CPU per image
+    (CPU time does not depend on how busy the shared machine is; wall time does)."""
     cmd = [*prefix, "-m", "lensflow", "predict", str(bundle), str(listing), "--out", str(out)]
-    seconds, summary = timed([*cmd, *options, "--json"], env)
+
+    cpu0 = children_cpu_s()  # the command itself (the Ray driver too)
+    with cluster.cpu_meter() if cluster else contextlib.nullcontext([0.0]) as cluster_cpu:
+        seconds, summary = timed([*cmd, *options, "--json"], env)
+    cpu = children_cpu_s() - cpu0 + cluster_cpu[0]
     return {
         "wall_s": round(seconds, 2),
+        "cpu_s": round(cpu, 1),
+        "cpu_ms_per_img": round(1000 * cpu / summary["predicted"], 1),
         "img_s_end_to_end": round(summary["predicted"] / seconds, 1),
         "startup_s": summary["startup_s"],
         "img_s_steady": summary["steady_images_per_s"],
@@ -81,7 +99,9 @@ def main() -> None:
             with ray_cluster_in_netns(f"lensflow-bench-{os.getpid()}") as cluster:
                 options = ["--engine", "ray", "--address", cluster.address, "--actors", "2"]
                 prefix = cluster.command([sys.executable])
-                ray = engine_run(prefix, bundle, options, listing, tmp / "ray.csv", cluster.env)
+                ray = engine_run(
+                    prefix, bundle, options, listing, tmp / "ray.csv", cluster.env, cluster
+                )
         except NetnsUnavailable as e:
             ray = {"skipped": str(e)}
     out = {
@@ -94,6 +114,9 @@ def main() -> None:
     }
     if "img_s_steady" in ray:
         out["ray_over_local_steady"] = round(ray["img_s_steady"] / local["img_s_steady"], 3)
+        out["ray_cpu_per_img_over_local"] = round(
+            ray["cpu_ms_per_img"] / local["cpu_ms_per_img"], 3
+        )
         out["ray_over_local_end_to_end"] = round(
             ray["img_s_end_to_end"] / local["img_s_end_to_end"], 3
         )

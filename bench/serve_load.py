@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -164,15 +165,25 @@ def serve_on_ray(bundle: Path, images: list[bytes], args: argparse.Namespace) ->
                     "--clients", str(args.clients), "--seconds", str(args.seconds),
                     "--max-requests", str(args.max_requests), "--images", str(args.images),
                 ]  # fmt: skip
-                done = cluster.run(client, timeout=args.seconds + 600)
+                with cluster.cpu_meter() as cluster_cpu:
+                    done = cluster.run(client, timeout=args.seconds + 600)
+                # the client ran in the namespace too: take its own CPU (printed first) out
+                cpu = cluster_cpu[0] - float(done.stdout.strip().splitlines()[-2])
                 if done.returncode != 0:
                     sys.exit(f"ray load client failed:\n{done.stderr[-2000:]}")
-                return json.loads(done.stdout.strip().splitlines()[-1])
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                return {**result, "cpu_ms_per_img": round(1000 * cpu / max(result["ok"], 1), 1)}
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=60)
     except NetnsUnavailable as e:
         return {"skipped": str(e)}
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a running process: load-independent, unlike img/s."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_line(proc: subprocess.Popen, marker: str, timeout: float) -> None:
@@ -203,13 +214,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.client_only:
         images = real_jpegs(args.images)
-        print(
-            json.dumps(
-                asyncio.run(
-                    load(args.client_only, images, args.clients, args.seconds, args.max_requests)
-                )
-            )
+        result = asyncio.run(
+            load(args.client_only, images, args.clients, args.seconds, args.max_requests)
         )
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(usage.ru_utime + usage.ru_stime)  # this client's CPU, for the caller to subtract
+        print(json.dumps(result))
         return
 
     from lensflow.serve.background import free_port
@@ -239,8 +249,12 @@ def main() -> None:
             )
             try:
                 wait_ready(url, proc)
+                cpu0 = process_cpu_s(proc.pid)
                 served = asyncio.run(
                     load(url, images, args.clients, args.seconds, args.max_requests)
+                )
+                served["cpu_ms_per_img"] = round(
+                    1000 * (process_cpu_s(proc.pid) - cpu0) / max(served["ok"], 1), 1
                 )
             finally:
                 proc.terminate()
@@ -266,6 +280,7 @@ def main() -> None:
         "statuses": served["statuses"],
         "seconds": served["seconds"],
         "access_log_lines": access_lines,
+        "server_cpu_ms_per_img": served["cpu_ms_per_img"],
     }
     out["targets_met"] = {"ratio_ge_0_8": out["ratio"] >= 0.8, "zero_errors": errors == 0}
     if ray is not None:

@@ -11,6 +11,7 @@ several rows (an error, then a retry), the newest wins.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import shutil
@@ -79,7 +80,7 @@ class ResultStore:
         columns = self._columns()
         old = (r for r in self._rows_of_out() if r["path"] not in newest)
         new = (r for i, r in enumerate(self._part_rows()) if newest[r["path"]] == i)
-        rows = _chain(old, new)
+        rows = itertools.chain(old, new)
         write = _write_csv if self.format == "csv" else _write_parquet
         with atomic_file(self.out) as tmp:  # streamed: millions of rows never sit in memory
             n = write(tmp, columns, rows)
@@ -137,11 +138,6 @@ def _mark(done: set[str], row: dict[str, Any]) -> None:
         done.discard(row["path"])  # a later error row means the file must be tried again
     else:
         done.add(row["path"])
-
-
-def _chain(*iterables: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for it in iterables:
-        yield from it
 
 
 def _write_csv(tmp: Path, columns: list[str], rows: Iterator[dict[str, Any]]) -> int:
