@@ -39,6 +39,7 @@ METHODS = ("knn", "mahalanobis")
 FORMAT = "lensflow-openset"
 FORMAT_VERSION = 1
 DEFAULT_UNKNOWN_RATE = 0.05
+PCA_ROWS = 1536
 
 
 @dataclass(frozen=True)
@@ -186,10 +187,12 @@ def fit_scorer(
         centred = x - means[np.searchsorted(classes, y)]
     else:
         centred = x - mean
-    directions, variances = _principal_directions(centred, dims)
+    # Directions from at most PCA_ROWS rows: the top few hundred are stable by then, and the
+    # decomposition's cost grows with the square of the rows.
+    directions, variances = _principal_directions(centred[sample_rows(y, PCA_ROWS, seed)], dims)
     info: dict[str, Any] = {"fitted_on": len(x)}
     if method == "knn":
-        rows = _sample_rows(y, max_bank, seed)
+        rows = sample_rows(y, max_bank, seed)
         z = (x[rows] - mean) @ directions
         bank = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
         scale = np.ones(directions.shape[1])
@@ -223,15 +226,26 @@ def calibrate_threshold(scores: np.ndarray, unknown_rate: float = DEFAULT_UNKNOW
 
 
 def _principal_directions(centred: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """(D, d) top right-singular vectors and their variances; d = min(dims, N - 1, D)."""
-    n = len(centred)
-    d = max(1, min(dims, n - 1, centred.shape[1]))
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    variances = s[:d] ** 2 / max(n - 1, 1)
-    return vt[:d].T, np.maximum(variances, 1e-12)
+    """(D, d) top principal directions and their variances; d = min(dims, N - 1, D).
+
+    An eigendecomposition of the smaller of the Gram (N x N) and covariance (D x D) matrices:
+    several times faster than an SVD of the data, with the same directions.
+    """
+    c = centred.astype(np.float64)
+    n = len(c)
+    d = max(1, min(dims, n - 1, c.shape[1]))
+    if n <= c.shape[1]:
+        w, u = np.linalg.eigh(c @ c.T)
+        w, u = w[::-1][:d], u[:, ::-1][:, :d]
+        vectors = c.T @ u / np.sqrt(np.maximum(w, 1e-12))
+    else:
+        w, v = np.linalg.eigh(c.T @ c)
+        w, vectors = w[::-1][:d], v[:, ::-1][:, :d]
+    variances = np.maximum(w, 0) / max(n - 1, 1)
+    return vectors, np.maximum(variances, 1e-12)
 
 
-def _sample_rows(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+def sample_rows(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """All rows when there are at most n, else a seeded sample of n keeping each label's share."""
     if len(labels) <= n:
         return np.arange(len(labels))

@@ -66,6 +66,12 @@ def evaluate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics.json summary."),
+    ood: Path | None = typer.Option(
+        None,
+        "--ood",
+        help="Folder of images that are none of the classes (walls, other objects): adds the "
+        "open-set section (AUROC, FPR@95TPR, rejection at the operating point, histogram).",
+    ),
 ) -> None:
     """Evaluate a run or a bundle: metrics, confusion matrix, calibration, top losses,
     embeddings (PCA, t-SNE, TensorBoard projector) and one self-contained report.html.
@@ -73,6 +79,8 @@ def evaluate_command(
     Example: lensflow evaluate run/ --split validation --out run-eval
 
     Example: lensflow evaluate bundle/ --data other-ds --json
+
+    Example: lensflow evaluate bundle/ --ood photos-of-other-things/
     """
     from lensflow.evaluate.evaluator import EvaluateConfig, evaluate
     from lensflow.progress import console
@@ -89,6 +97,7 @@ def evaluate_command(
         projector_max_points=projector_max,
         threads=threads,
         overwrite=overwrite,
+        ood=ood,
     )
     result = evaluate(config, quiet=quiet or as_json)
     if as_json:
