@@ -106,13 +106,14 @@ def test_bad_ood_folders_give_one_line_errors(tiny_bundle, tmp_path, make, messa
 
 
 def test_live_publishes_walls_as_blank_and_pairs_counts_each_show(held_back, tmp_path):
-    """Photos shown 1 s each, 1.5 s of wall between them, played at 10 fps like a camera."""
+    """Photos shown 2 s each, 2 s of wall between them, played at 10 fps like a camera (long
+    enough that a loaded machine still classifies a frame of every show)."""
     photos = {Path(p).name.split("-")[0]: p for p in held_back["photos"]}
     order = ["hat", "pants", "hat", "shoes"]  # hat twice: a pair; pants and shoes once
     frames = []
     for n, label in enumerate(order):
-        frames += list(photo_frames([photos[label]], (640, 480), repeat=10))
-        frames += [wall_frame(2000 + n)] * 15
+        frames += list(photo_frames([photos[label]], (640, 480), repeat=20))
+        frames += [wall_frame(2000 + n)] * 20
     video = write_video(frames, tmp_path / "show.avi", fps=10)
     out = run_cli("live", str(held_back["bundle"]), "--source", str(video), "--fps", "10",
                   "--stdout", "-q")  # fmt: skip
