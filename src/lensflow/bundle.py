@@ -5,6 +5,7 @@
       labels.txt        one class per line, index order
       preprocess.json   Preprocess.to_dict()
       card.json         kind "lensflow-bundle": model, classes, precision, metrics, ...
+      openset.npz       optional: open-set statistics (`lensflow.openset`); card "open_set"
 
 A bundle may also travel as one `.tar.gz` file (`lensflow export --archive`); readers extract it
 once into the cache and use the directory.
@@ -34,6 +35,7 @@ KIND = "lensflow-bundle"
 MODEL_FILE = "model.onnx"
 LABELS_FILE = "labels.txt"
 PREPROCESS_FILE = "preprocess.json"
+OPENSET_FILE = "openset.npz"  # optional; bundles made before the open-set score lack it
 REQUIRED = (MODEL_FILE, LABELS_FILE, PREPROCESS_FILE, "card.json")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 

@@ -50,6 +50,10 @@ class BundleError(LensflowError):
     """A directory that is not a valid bundle."""
 
 
+class OpenSetError(LensflowError):
+    """Open-set scores that cannot be fitted, calibrated or read."""
+
+
 class ServeError(LensflowError):
     """A server that cannot start safely."""
 

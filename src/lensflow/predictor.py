@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from lensflow.bundle import Bundle, read_bundle
-from lensflow.errors import BundleError
+from lensflow.bundle import OPENSET_FILE, Bundle, read_bundle
+from lensflow.errors import BundleError, OpenSetError
+from lensflow.openset import OpenSetScorer, load_scorer
 from lensflow.preprocess import ImageInput, Preprocess
 
 # Images per onnxruntime call. Small chunks keep a conv net's activations in cache: on the 2-core
@@ -35,6 +36,11 @@ class Prediction:
     probability: float  # 0..1
     index: int
     top_k: list[tuple[str, float]] = field(default_factory=list)
+    # Open-set: `unknown` when the image looks like none of the classes (the bundle's calibrated
+    # score; always False for bundles without one, whose `ood_score` is None). `label` stays
+    # the nearest class either way.
+    unknown: bool = False
+    ood_score: float | None = None  # higher = more unusual
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +48,8 @@ class Prediction:
             "probability": self.probability,
             "index": self.index,
             "top_k": [{"label": lab, "probability": p} for lab, p in self.top_k],
+            "unknown": self.unknown,
+            "ood_score": self.ood_score,
         }
 
     def _repr_html_(self) -> str:  # Jupyter: label (or "unknown") and top-k bars
@@ -104,6 +112,7 @@ class Predictor:
                 "bundle needs input 'input' and outputs 'logits' and 'features' "
                 "(re-export it with `lensflow export`)"
             )
+        self.open_set = _load_open_set(bundle)
 
     @classmethod
     def from_bundle(
@@ -148,6 +157,19 @@ class Predictor:
             feats.append(fe)
         return np.concatenate(logits).astype(np.float32), np.concatenate(feats).astype(np.float32)
 
+    def classify_arrays(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (N, C), open-set scores (N,) or None without a score) for a batch."""
+        if self.open_set is None:
+            return self.predict_arrays(x), None
+        logits, features = self.run_arrays(x)
+        return softmax(logits), self.open_set.score(features)
+
+    def is_unknown(self, ood_scores: np.ndarray | None) -> np.ndarray | None:
+        """Boolean (N,) for scores from `classify_arrays` (None when the bundle has no score)."""
+        if ood_scores is None or self.open_set is None:
+            return None
+        return self.open_set.is_unknown(ood_scores)
+
     def predict_arrays(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (N, C) float32 for a preprocessed float32 NCHW batch."""
         x = self._check_array(x)
@@ -185,19 +207,35 @@ class Predictor:
     def predict(
         self, images: Sequence[ImageInput] | ImageInput, top_k: int = 5
     ) -> list[Prediction]:
-        """One Prediction per image: best label, its probability and the top-k labels."""
-        return self.decode(self.predict_proba(images), top_k)
+        """One Prediction per image: best label, its probability, the top-k labels and, when the
+        bundle has an open-set score, whether the image is one of the classes at all."""
+        items = _as_list(images)
+        if self.open_set is None or not items:
+            return self.decode(self.predict_proba(items), top_k)
+        parts = [
+            self.classify_arrays(self.preprocess.batch(items[s : s + self.batch_size]))
+            for s in range(0, len(items), self.batch_size)
+        ]
+        proba = np.concatenate([p for p, _ in parts])
+        scores = np.concatenate([o for _, o in parts if o is not None])
+        return self.decode(proba, top_k, scores)
 
-    def decode(self, proba: np.ndarray, top_k: int = 5) -> list[Prediction]:
-        """Turn a probability matrix into Predictions (shared by the server's batcher)."""
+    def decode(
+        self, proba: np.ndarray, top_k: int = 5, ood_scores: np.ndarray | None = None
+    ) -> list[Prediction]:
+        """Turn probabilities (and open-set scores) into Predictions (shared with the server)."""
         if top_k < 1:
             raise BundleError(f"top_k must be >= 1, got {top_k}")
         k = min(top_k, len(self.classes))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        unknown = self.is_unknown(ood_scores)
         preds = []
-        for row, idx in zip(proba, order, strict=True):
+        for n, (row, idx) in enumerate(zip(proba, order, strict=True)):
             top = [(self.classes[i], float(row[i])) for i in idx]
-            preds.append(Prediction(top[0][0], top[0][1], int(idx[0]), top))
+            extra: dict[str, Any] = {}
+            if unknown is not None and ood_scores is not None:
+                extra = {"unknown": bool(unknown[n]), "ood_score": float(ood_scores[n])}
+            preds.append(Prediction(top[0][0], top[0][1], int(idx[0]), top, **extra))
         return preds
 
     def embed(self, images: Sequence[ImageInput] | ImageInput) -> np.ndarray:
@@ -219,6 +257,20 @@ class Predictor:
             f"Predictor({str(self.path)!r}, classes={len(self.classes)}, "
             f"precision={self.card.get('precision')!r}, threads={self.threads})"
         )
+
+
+def _load_open_set(bundle: Bundle) -> OpenSetScorer | None:
+    """The bundle's open-set score, or None for bundles exported before it existed."""
+    path = bundle.path / OPENSET_FILE
+    if not path.is_file():
+        return None
+    try:
+        scorer = load_scorer(path)
+    except OpenSetError as e:
+        raise BundleError(f"{e.message} (re-export the bundle with `lensflow export`)") from None
+    if scorer.threshold is None:
+        raise BundleError(f"{path} has no calibrated threshold (re-export the bundle)")
+    return scorer
 
 
 def _as_list(images: Sequence[ImageInput] | ImageInput) -> list[ImageInput]:

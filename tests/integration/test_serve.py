@@ -314,11 +314,11 @@ def test_an_internal_failure_is_a_json_500_and_the_worker_survives(tiny_bundle, 
     class Flaky(Predictor):
         calls = 0
 
-        def predict_arrays(self, x):
+        def classify_arrays(self, x):
             type(self).calls += 1
             if type(self).calls % 2:
                 raise MemoryError("simulated allocation failure")
-            return super().predict_arrays(x)
+            return super().classify_arrays(x)
 
     flaky = Flaky(Predictor.from_bundle(tiny_bundle).bundle)
     app = create_app(ServeConfig(endpoints=(("flaky", tiny_bundle),)), {"flaky": flaky})

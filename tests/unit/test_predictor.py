@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 
@@ -126,3 +127,50 @@ def test_undecodable_bytes_raise_a_clear_error(predictor):
 def test_softmax_is_stable_for_large_logits():
     p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]], np.float32))
     np.testing.assert_allclose(p, [[1.0, 0.0], [0.5, 0.5]], atol=1e-6)
+
+
+# -- open-set score ---------------------------------------------------------------------------------
+def wall_rgb(seed: int) -> np.ndarray:
+    from lensflow.live.video import wall_frame
+
+    return np.ascontiguousarray(wall_frame(seed)[:, :, ::-1])
+
+
+def test_every_prediction_carries_unknown_and_its_score(predictor, sample_images):
+    assert predictor.open_set is not None  # export writes the score for every bundle
+    preds = predictor.predict([*sample_images, wall_rgb(0)], top_k=2)
+    d = preds[0].to_dict()
+    assert isinstance(d["unknown"], bool) and isinstance(d["ood_score"], float)
+    threshold = predictor.card["open_set"]["threshold"]
+    for p in preds:
+        assert p.unknown == (p.ood_score > threshold)
+    # the same numbers through the array path (the server's and live's)
+    proba, scores = predictor.classify_arrays(predictor.preprocess_images(sample_images))
+    np.testing.assert_allclose(scores, [p.ood_score for p in preds[:-1]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(proba, predictor.predict_proba(sample_images), atol=1e-6)
+    assert preds[-1].ood_score > max(p.ood_score for p in preds[:-1])  # a wall is further away
+
+
+def test_bundles_without_an_open_set_score_still_load_and_predict(
+    tiny_bundle, tmp_path, sample_images
+):
+    old = tmp_path / "old-bundle"
+    shutil.copytree(tiny_bundle, old)
+    (old / "openset.npz").unlink()
+    card = json.loads((old / "card.json").read_text())
+    del card["open_set"]
+    (old / "card.json").write_text(json.dumps(card))
+    p = Predictor.from_bundle(old)
+    assert p.open_set is None
+    pred = p.predict(sample_images[:1])[0]
+    assert pred.unknown is False and pred.ood_score is None
+    assert pred.to_dict()["unknown"] is False and pred.to_dict()["ood_score"] is None
+    assert p.classify_arrays(p.preprocess_images(sample_images[:1]))[1] is None
+
+
+def test_a_damaged_open_set_file_is_a_clear_bundle_error(tiny_bundle, tmp_path):
+    bad = tmp_path / "bad-bundle"
+    shutil.copytree(tiny_bundle, bad)
+    (bad / "openset.npz").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match=r"cannot read open-set statistics.*re-export"):
+        Predictor.from_bundle(bad)

@@ -83,6 +83,12 @@ def evaluate_command(
         "where they disagree, McNemar's exact p (also in OUT/compare.json). "
         "E.g. lensflow evaluate run-a --compare run-b",
     ),
+    ood: Path | None = typer.Option(
+        None,
+        "--ood",
+        help="Folder of images that are none of the classes (walls, other objects): adds the "
+        "open-set section (AUROC, FPR@95TPR, rejection at the operating point, histogram).",
+    ),
 ) -> None:
     """Evaluate a run or a bundle: metrics, confusion matrix, calibration, top losses,
     embeddings (PCA, t-SNE, TensorBoard projector) and one self-contained report.html.
@@ -92,6 +98,8 @@ def evaluate_command(
     Example: lensflow evaluate bundle/ --data other-ds --json
 
     Example: lensflow evaluate run-a --compare run-b   (is B really better than A?)
+
+    Example: lensflow evaluate bundle/ --ood photos-of-other-things/
     """
     from lensflow.evaluate.evaluator import EvaluateConfig, evaluate
     from lensflow.progress import console
@@ -108,6 +116,7 @@ def evaluate_command(
         projector_max_points=projector_max,
         threads=threads,
         overwrite=overwrite,
+        ood=ood,
     )
     result = evaluate(config, quiet=quiet or as_json)
     comparison = _compare(result, compare_with, config, quiet or as_json)

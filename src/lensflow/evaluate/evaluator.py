@@ -51,6 +51,7 @@ class EvaluateConfig:
     seed: int = 0  # subsampling and t-SNE
     threads: int | None = None  # onnxruntime threads for bundles (default: all cores)
     overwrite: bool = False
+    ood: Path | None = None  # folder of images of none of the classes: open-set section
 
     def __post_init__(self) -> None:
         if self.split is not None and self.split not in (*SPLIT_CHOICES, "val"):
@@ -156,6 +157,12 @@ def evaluate_source(
     out = config.out or default_out(Path(config.source), split)
     if Path(out).exists() and not config.overwrite:  # say so before minutes of inference
         raise EvaluateError(f"{out} already exists; choose another --out or pass --overwrite")
+    ood_paths, scorer = None, None
+    if config.ood is not None:  # bad folders and missing scores fail before any inference
+        from lensflow.evaluate.openset import ood_images, source_scorer
+
+        ood_paths = ood_images(config.ood)
+        scorer = source_scorer(source, quiet)
     y_true = np.array([source.classes.index(r.label) for r in records], dtype=np.int64)
     projector_rows = embeddings.subsample(len(records), config.projector_max_points, config.seed)
     thumb = embeddings.sprite_tile_size(len(projector_rows))
@@ -171,6 +178,15 @@ def evaluate_source(
         "out": str(Path(out).resolve()),
         "report": str(Path(out).resolve() / "report.html"),
     }
+    ood_scores = None
+    if scorer is not None and ood_paths is not None:
+        from lensflow.evaluate.openset import score_ood
+
+        correct = inference.proba.argmax(1) == y_true
+        summary["open_set"], *ood_scores = score_ood(
+            source, scorer, inference.features, correct, ood_paths, config.batch_size, quiet
+        )
+        summary["open_set"]["ood"] = str(Path(config.ood).resolve())
     with atomic_dir(out, overwrite=config.overwrite) as tmp:
         from lensflow.config import save_config
 
@@ -178,6 +194,10 @@ def evaluate_source(
         atomic_write_json(tmp / "metrics.json", summary)
         write_predictions(tmp / "predictions.csv", records, y_true, inference.proba, source.classes)
         pictures = draw_pictures(tmp, source, records, y_true, inference, metrics, config, quiet)
+        if ood_scores:
+            pictures["Open-set scores"] = plots.plot_ood_histogram(
+                *ood_scores, summary["open_set"]["threshold"], tmp / "open_set_scores.png"
+            )
         from lensflow.evaluate.report import write_report
 
         write_report(

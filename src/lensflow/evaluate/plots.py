@@ -231,3 +231,19 @@ def plot_embedding(
         frameon=False,
     )
     return _save(fig, path)
+
+
+def plot_ood_histogram(
+    in_scores: np.ndarray, ood_scores: np.ndarray, threshold: float, path: Path
+) -> Path:
+    """Open-set scores of in-distribution and --ood images, and the operating point."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    both = np.r_[in_scores, ood_scores]
+    bins = np.linspace(float(both.min()), float(both.max()) + 1e-9, 41)
+    ax.hist(in_scores, bins, alpha=0.6, density=True, label=f"in-distribution ({len(in_scores)})")
+    ax.hist(ood_scores, bins, alpha=0.6, density=True, label=f"--ood images ({len(ood_scores)})")
+    ax.axvline(threshold, color="k", linestyle="--", label="operating point")
+    ax.set_xlabel("open-set score (higher = more unusual)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -122,6 +122,26 @@ def _metrics_tables(s: dict[str, Any]) -> str:
     return f"<h2>Per-class metrics</h2>{per_class}<h2>Most confused pairs</h2>{pairs}"
 
 
+def _open_set(o: dict[str, Any] | None) -> str:
+    """The `--ood` section: how well the open-set score separates the classes from DIR."""
+    if not o:
+        return ""
+    acc = o["accuracy_accepted"]
+    rows = [
+        ["AUROC (in-distribution vs --ood)", f"{o['auroc']:.3f}"],
+        ["OOD accepted at 95 % in-distribution accepted (FPR@95TPR)", _pct(o["fpr_at_95_tpr"])],
+        ["in-distribution rejected at the operating point", _pct(o["in_distribution_rejected"])],
+        ["--ood images rejected at the operating point", _pct(o["ood_rejected"])],
+        ["accuracy: all / accepted images", f"{_pct(o['accuracy_all'])} / "
+         + (_pct(acc) if acc is not None else "none accepted")],
+    ]  # fmt: skip
+    return (
+        f"<h2>Open-set rejection</h2><p>{o['method']} score, threshold {o['threshold']:.4g}; "
+        f"{o['in_distribution_images']} images of the split vs {o['ood_images']} images of "
+        f"<code>{_e(o['ood'])}</code>.</p>" + _table(["", "value"], rows)
+    )
+
+
 def _pictures(pictures: dict[str, Path]) -> str:
     figs = [
         f"<figure><figcaption>{_e(title)}</figcaption>"
@@ -186,6 +206,7 @@ def render_report(
         f"{_e(summary['split'])} · {len(source.classes)} classes</p>",
         _summary_cards(summary),
         _metrics_tables(summary),
+        _open_set(summary.get("open_set")),
         _pictures(pictures),
         _mistakes(summary, records, y_true, inference, config.n_top_losses),
         "<h2>Embedding projector</h2><p>Browse the features interactively: "

@@ -69,6 +69,12 @@ def export_cmd(
     triton_name: str | None = typer.Option(
         None, "--triton-name", help="Model name in the Triton repository (default: OUT's name)."
     ),
+    unknown_rate: float = typer.Option(
+        0.05,
+        "--unknown-rate",
+        help="Open-set operating point: the share of held-out images of your own classes that "
+        "the bundle may call unknown (validation images; e.g. 0.02 rejects fewer, 0.1 more).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
     json_out: bool = typer.Option(False, "--json", help="Print the bundle card as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -76,10 +82,14 @@ def export_cmd(
     """Export a training run to a bundle: model.onnx, labels, preprocessing and a JSON card.
 
     The ONNX model is checked against torch on real images (max |logits difference| <= 1e-4);
-    the export fails and writes nothing otherwise.
+    the export fails and writes nothing otherwise. The bundle also gets an open-set score
+    (openset.npz): statistics of the training images' features, so images that look like none
+    of the classes are predicted as unknown; --unknown-rate sets how many held-out images of
+    your own classes it may reject.
 
     Example: lensflow export runs/clothing --out bundles/clothing --int8 --archive
     Example: lensflow export runs/clothing --out bundles/clothing --triton model-repo
+    Example: lensflow export runs/clothing --out bundles/clothing --unknown-rate 0.02
     """
     from lensflow.bundle import read_bundle
     from lensflow.export.exporter import ExportConfig, archive_path
@@ -93,6 +103,7 @@ def export_cmd(
         parity_images=parity_images,
         archive=archive,
         overwrite=overwrite,
+        unknown_rate=unknown_rate,
     )
     path, model_dir = export_bundle(config, triton, triton_name, quiet)
     bundle = read_bundle(path)
@@ -110,6 +121,13 @@ def export_cmd(
     if "int8_vs_fp32" in bundle.card["parity"]:
         agree = bundle.card["parity"]["int8_vs_fp32"]["top1_agreement"]
         typer.echo(f"int8 top-1 agreement with fp32 on the parity images: {agree:.0%}")
+    if "open_set" in bundle.card:
+        osc = bundle.card["open_set"]
+        typer.echo(
+            f"open-set score: {osc['method']}, threshold {osc['threshold']:.4g} rejects "
+            f"{osc['calibration_rejected']:.1%} of {osc['calibration_images']} held-out images "
+            f"({osc['calibration_source']})"
+        )
     if archive:
         typer.echo(f"archive {archive_path(path)}")
     if triton is not None:
@@ -178,6 +196,9 @@ def predict_cmd(
 ) -> None:
     """Classify images with a bundle: a table, JSON lines with --json, or a file with --out.
 
+    Bundles with an open-set score mark images that look like none of their classes:
+    "unknown (nearest: hat 61 %)" in the table, "unknown": true and "ood_score" in JSON.
+
     Example: lensflow predict bundles/clothing photo1.jpg photos/ --top-k 3 --json
     Example: lensflow predict bundles/clothing photos/ --out predictions.csv
     Example: lensflow predict bundles/clothing photos/ --out p.parquet --engine ray --address auto
@@ -243,7 +264,10 @@ def _print_table(paths: list[Path], preds: list) -> None:
         table.add_column(name, no_wrap=name != "top-k")
     for p, pred in zip(paths, preds, strict=True):
         top = ", ".join(f"{lab} {prob:.0%}" for lab, prob in pred.top_k[1:])
-        table.add_row(str(p), pred.label, f"{pred.probability:.1%}", top)
+        label = pred.label
+        if pred.unknown:  # the open-set score: none of the bundle's classes
+            label = f"unknown (nearest: {pred.label} {pred.probability * 100:.0f} %)"
+        table.add_row(str(p), label, f"{pred.probability:.1%}", top)
     Console().print(table)
 
 

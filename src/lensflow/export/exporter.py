@@ -14,15 +14,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lensflow.bundle import ARCHIVE_SUFFIXES, MODEL_FILE, write_archive, write_bundle_files
+from lensflow.bundle import (
+    ARCHIVE_SUFFIXES,
+    MODEL_FILE,
+    OPENSET_FILE,
+    Bundle,
+    write_archive,
+    write_bundle_files,
+)
 from lensflow.config import save_config
 from lensflow.errors import ExportError, LensflowError
 from lensflow.io import atomic_dir
+from lensflow.openset import DEFAULT_UNKNOWN_RATE
 from lensflow.preprocess import Preprocess
 from lensflow.progress import console, track
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from lensflow.train.openset import OpenSetImages
 
 
 @dataclass(frozen=True)
@@ -36,10 +46,18 @@ class ExportConfig:
     tolerance: float = 1e-4  # max abs logits difference allowed (fp32)
     archive: bool = False  # also write OUT.tar.gz, a single-file copy of the bundle
     overwrite: bool = False
+    unknown_rate: float = DEFAULT_UNKNOWN_RATE  # share of held-out known images called unknown
+    open_set_images: int = 4096  # at most this many training images feed the open-set score
 
     def __post_init__(self) -> None:
         if self.calibration_images < 1 or self.parity_images < 1:
             raise ExportError("--calibration-images and --parity-images must be >= 1")
+        if not 0 < self.unknown_rate < 0.5:
+            raise ExportError(
+                f"--unknown-rate must be a fraction in (0, 0.5), e.g. 0.05, got {self.unknown_rate}"
+            )
+        if self.open_set_images < 2:
+            raise ExportError(f"open_set_images must be >= 2, got {self.open_set_images}")
         if not self.tolerance > 0:
             raise ExportError(f"tolerance must be > 0, got {self.tolerance}")
 
@@ -97,15 +115,19 @@ def export_model(
     archive: bool = False,
     overwrite: bool = False,
     config: Any = None,
+    open_set: OpenSetImages | None = None,
     quiet: bool = False,
 ) -> Path:
     """Write a bundle for `model` (eval mode) at `out`; nothing is left behind on failure.
 
     fp32 parity (ONNX vs torch logits on `parity_x`, real preprocessed images) must hold within
     `tolerance`, else ExportError. With `calibration_x` the bundle's model is the static int8
-    one; its agreement with fp32 on `parity_x` is recorded in the card.
+    one; its agreement with fp32 on `parity_x` is recorded in the card. With `open_set` the
+    bundle gets an open-set score fitted on the exported model's features (`openset.npz`).
     """
     from lensflow.export.onnx import check_parity, compare, export_onnx, onnx_outputs
+    from lensflow.predictor import Predictor
+    from lensflow.train.openset import fit_open_set
 
     out = Path(out)
     started = time.perf_counter()
@@ -136,6 +158,13 @@ def export_model(
                 "method": "static QDQ, per-channel int8 weights, uint8 activations, MinMax",
                 "calibration_images": len(calibration_x),
             }
+        if open_set is not None:
+            if not quiet:
+                console.print("fitting the open-set score on training features ...")
+            predictor = Predictor(Bundle(tmp, list(classes), preprocess, {}), batch_size=8)
+            scorer = fit_open_set(lambda x: predictor.run_arrays(x)[1], open_set, quiet)
+            scorer.save(tmp / OPENSET_FILE)
+            fields["open_set"] = scorer.to_dict()
         fields["export_seconds"] = round(time.perf_counter() - started, 2)
         fields.update(card or {})
         fields.setdefault("model", getattr(model, "model_name", type(model).__name__))
@@ -155,6 +184,7 @@ def archive_path(out: Path) -> Path:
 def export_run(config: ExportConfig, quiet: bool = False) -> Path:
     """`lensflow export`: load the run, pick real images, export, check, write the bundle."""
     from lensflow.train import load_run
+    from lensflow.train.openset import open_set_images
 
     loaded = load_run(config.run)
     run_card = loaded.card
@@ -179,6 +209,9 @@ def export_run(config: ExportConfig, quiet: bool = False) -> Path:
             "calibration images",
             quiet,
         )
+    open_set = open_set_images(
+        dataset, loaded.config, preprocess, config.open_set_images, config.unknown_rate, quiet
+    )
     best = run_card.get("best") or {}
     card = {
         "model": run_card.get("model"),
@@ -201,6 +234,7 @@ def export_run(config: ExportConfig, quiet: bool = False) -> Path:
         archive=config.archive,
         overwrite=config.overwrite,
         config=config,
+        open_set=open_set,
         quiet=quiet,
     )
 

@@ -45,6 +45,12 @@ def live(
     blank_label: str = typer.Option(
         "Blank", "--blank-label", help="Label for low-confidence and blank-class frames."
     ),
+    reject_unknown: bool = typer.Option(
+        True,
+        "--reject-unknown/--no-reject-unknown",
+        help="Publish frames the bundle's open-set score calls unknown (none of its classes, "
+        "e.g. an empty table) as --blank-label.",
+    ),
     wait_broker: bool = typer.Option(
         False, "--wait-broker", help="Wait for an unreachable broker instead of failing."
     ),
@@ -85,7 +91,8 @@ def live(
     """Classify frames from a camera, video, folder or stream; publish and show the predictions.
 
     Each prediction is published as the seed's JSON {"image": label, "probability": percent}
-    plus "ts" (ms), "source" and "frame". Below --threshold, or for a blank class, the label is
+    plus "ts" (ms), "source" and "frame". Below --threshold, for a blank class, or when the
+    bundle's open-set score says the frame shows none of its classes, the label is
     --blank-label. If the broker goes away, messages are buffered and flushed in order later.
 
     With --pair-by-appearance (no bundle needed): show the empty table for --empty-seconds,
@@ -93,6 +100,8 @@ def live(
     "start_ts", "end_ts", "frames"} and a match as {"event": "pair", "a", "b", "similarity"}.
 
     Example: lensflow live bundle/ --source 0 --mqtt mqtt://127.0.0.1:1883 --view 127.0.0.1:8090
+
+    Example: lensflow live bundle/ --source video.mp4 --stdout --no-reject-unknown
 
     Example: lensflow live --pair-by-appearance --source 0 --stdout --view 127.0.0.1:8090
     """
@@ -102,7 +111,7 @@ def live(
         source=source, mqtt=mqtt, qos=qos, stdout=stdout, view=view, fps=fps, every=every,
         loop=loop, threshold=threshold_from_cli(threshold), blank_label=blank_label,
         wait_broker=wait_broker, buffer=buffer, max_frames=max_frames, threads=threads,
-        stream_timeout=stream_timeout,
+        stream_timeout=stream_timeout, reject_unknown=reject_unknown,
     )  # fmt: skip
     config: LiveConfig
     if pair_by_appearance:

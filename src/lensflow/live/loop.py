@@ -42,6 +42,7 @@ class LiveConfig:
     every: int = 1  # classify every k-th frame of the source
     threshold: float = 0.5  # probability 0..1 under which a prediction is published as blank
     blank_label: str = "Blank"
+    reject_unknown: bool = True  # frames the bundle's open-set score calls unknown -> blank label
     wait_broker: bool = False
     buffer: int = 1000  # messages kept while the broker is away
     max_frames: int | None = None  # stop after this many classified frames
@@ -93,14 +94,23 @@ class Decision:
     probability: float  # 0..1 of the top class
     index: int  # top class index
     blank: bool
+    unknown: bool = False  # the open-set score says: none of the classes
 
 
 def decide(
-    proba: np.ndarray, classes: Sequence[str], threshold: float, blank_label: str, blanks: set[int]
+    proba: np.ndarray,
+    classes: Sequence[str],
+    threshold: float,
+    blank_label: str,
+    blanks: set[int],
+    unknown: bool = False,
 ) -> Decision:
-    """Top class, or the blank label when it is a blank class or below the threshold."""
+    """Top class, or the blank label when it is a blank class, below the threshold or unknown
+    (`unknown`: the open-set score rejected the frame)."""
     i = int(np.argmax(proba))
     p = float(proba[i])
+    if unknown:
+        return Decision(blank_label, p, i, True, unknown=True)
     if i in blanks or p < threshold:
         return Decision(blank_label, p, i, True)
     return Decision(classes[i], p, i, False)
@@ -227,6 +237,15 @@ class LiveSummary:
         return asdict(self)
 
 
+def _classify(predictor: Any, x: np.ndarray, reject_unknown: bool) -> tuple[np.ndarray, bool]:
+    """Probabilities of one frame, and whether the bundle's open-set score rejects it."""
+    if not reject_unknown:
+        return predictor.predict_arrays(x)[0], False
+    proba, scores = predictor.classify_arrays(x)
+    unknown = predictor.is_unknown(scores)
+    return proba[0], bool(unknown is not None and unknown[0])
+
+
 @dataclass
 class _Prepared:
     frame: Any  # sources.Frame
@@ -284,8 +303,8 @@ def run_live(
             if stop is not None and stop.is_set():
                 summary.stopped_by = "stopped"
                 break
-            proba = predictor.predict_arrays(item.x)[0]
-            decision = decide(proba, classes, config.threshold, config.blank_label, blanks)
+            proba, unknown = _classify(predictor, item.x, config.reject_unknown)
+            decision = decide(proba, classes, config.threshold, config.blank_label, blanks, unknown)
             message = make_message(decision, item.frame.ts, config.source, item.frame.index)
             for sink in sinks:
                 sink.send(message)
@@ -301,8 +320,9 @@ def run_live(
             summary.published = min((s.published for s in sinks), default=0)
             if hub is not None:
                 hub.update(
-                    draw_overlay(item.frame.image, decision.label, decision.probability * 100,
-                                 meter.rate, decision.blank),
+                    draw_overlay(item.frame.image,
+                                 "unknown" if decision.unknown else decision.label,
+                                 decision.probability * 100, meter.rate, decision.blank),
                     label=decision.label, probability=decision.probability * 100,
                     blank=decision.blank, fps=meter.rate, frames=summary.frames_read,
                     classified=summary.classified, published=summary.published,

@@ -74,3 +74,37 @@ def write_video(
         if count == 0:
             raise LiveError("no frames to write")
     return path
+
+
+def wall_frame(seed: int, size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """A camera-like BGR frame of an empty scene: a plain wall or table top, no object.
+
+    One colour with a lighting gradient, vignetting, sensor noise and a little blur: what a
+    camera sees between two objects. Deterministic for a seed, so tests know every frame.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    width, height = size
+    scale = float(max(width, height))
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) / scale
+    cy, cx = height / scale / 2, width / scale / 2
+    angle = rng.uniform(0, 2 * np.pi)
+    gradient = np.cos(angle) * (xx - cx) + np.sin(angle) * (yy - cy)
+    # Walls are mostly grey with a tint; light falls off the same way in every channel.
+    base = (rng.uniform(40, 230) + rng.normal(0, 18, 3)).astype(np.float32)
+    light = (rng.uniform(-90, 90) + rng.normal(0, 8, 3)).astype(np.float32)
+    img = base + gradient[..., None] * light
+    radius2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (cx**2 + cy**2)
+    img *= (1 - rng.uniform(0.05, 0.45) * radius2)[..., None]
+    img += rng.normal(0, rng.uniform(1.5, 9), img.shape).astype(np.float32)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    return cv2.GaussianBlur(img, (0, 0), sigmaX=float(rng.uniform(0.6, 2.5)))
+
+
+def wall_frames(
+    count: int, seed: int = 0, size: tuple[int, int] = (640, 480)
+) -> Iterator[np.ndarray]:
+    """`count` different empty-scene frames (see `wall_frame`)."""
+    for i in range(count):
+        yield wall_frame(seed * 100_003 + i, size)

@@ -13,7 +13,8 @@ Request bodies: `application/x-image`, `image/jpeg`, `image/png` (one image) or
 items are strings or `{"b64": "..."}`). Response: the SageMaker shape, a JSON list of
 probabilities in label order (a list of such lists for a JSON batch); with
 `Accept: application/json; verbose=true` (or `?verbose=true`) an object with labels, top-k and the
-model version. Errors are JSON `{"message", "code", "status"}` with an `x-amzn-ErrorType` header,
+model version; each prediction also carries `unknown` and `ood_score` (the bundle's open-set
+score, null for bundles without one), while the plain body stays the SageMaker list. Errors are JSON `{"message", "code", "status"}` with an `x-amzn-ErrorType` header,
 so boto3 raises a ClientError with that code.
 """
 
@@ -332,7 +333,7 @@ def create_app(
             request.state.images = len(images)
             started = time.perf_counter()
             x = await run_in_threadpool(_decode, predictor, images)
-            probs = await batchers[name].submit(x)
+            probs, ood_scores = await batchers[name].submit(x)
             metrics.record_model(name, time.perf_counter() - started)
         except HTTPProblem as e:
             return problem_response(e.status, e.message, e.error_type)
@@ -341,7 +342,7 @@ def create_app(
             "X-Lensflow-Model-Version": predictor.version,
         }
         if verbose:
-            preds = predictor.decode(probs, top_k or config.top_k)
+            preds = predictor.decode(probs, top_k or config.top_k, ood_scores)
             doc: Any = {
                 "endpoint": name,
                 "model": predictor.card.get("model"),

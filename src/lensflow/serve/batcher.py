@@ -18,11 +18,14 @@ import numpy as np
 
 from lensflow.predictor import Predictor
 
+# (probabilities (N, C), open-set scores (N,) or None): what `Predictor.classify_arrays` returns
+Scored = tuple[np.ndarray, np.ndarray | None]
+
 
 @dataclass
 class _Item:
     x: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Scored]
 
 
 class MicroBatcher:
@@ -53,11 +56,12 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def submit(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for a preprocessed NCHW batch, computed together with other requests."""
+    async def submit(self, x: np.ndarray) -> Scored:
+        """Probabilities and open-set scores for a preprocessed NCHW batch, computed together
+        with other requests."""
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Item(x, future))
         return await future
 
@@ -91,7 +95,9 @@ class MicroBatcher:
                 continue
             x = np.concatenate([it.x for it in live])
             try:
-                probs = await loop.run_in_executor(self._executor, self.predictor.predict_arrays, x)
+                probs, scores = await loop.run_in_executor(
+                    self._executor, self.predictor.classify_arrays, x
+                )
             except Exception as e:  # hand the failure to each request; the loop keeps running
                 for it in live:
                     if not it.future.done():
@@ -101,7 +107,7 @@ class MicroBatcher:
                 self.on_batch(len(x))
             start = 0
             for it in live:
-                rows = probs[start : start + len(it.x)]
+                rows = slice(start, start + len(it.x))
                 start += len(it.x)
                 if not it.future.done():
-                    it.future.set_result(rows)
+                    it.future.set_result((probs[rows], None if scores is None else scores[rows]))

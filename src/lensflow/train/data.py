@@ -36,11 +36,16 @@ class TrainData:
 
     def images(self, idx: np.ndarray) -> np.ndarray:
         """uint8 NHWC in the model's channel count (grey models get ITU-R 601 luma, as PIL 'L')."""
-        x, _ = self.reader.batch(idx)
-        if self.preprocess.channels == 1:
-            luma = x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-            x = np.clip(luma + 0.5, 0, 255).astype(np.uint8)[..., None]
-        return x
+        return pack_images(self.reader, idx, self.preprocess.channels)
+
+
+def pack_images(reader: PackedReader, idx: np.ndarray, channels: int = 3) -> np.ndarray:
+    """Rows of a pack as uint8 NHWC with `channels` (1: ITU-R 601 luma, as PIL 'L')."""
+    x, _ = reader.batch(idx)
+    if channels == 1:
+        luma = x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        x = np.clip(luma + 0.5, 0, 255).astype(np.uint8)[..., None]
+    return x
 
 
 def load_train_data(
@@ -57,7 +62,19 @@ def load_train_data(
         interpolation=preprocess.interpolation,
         quiet=config.quiet,
     )
-    rng = np.random.default_rng(config.seed)
+    train_idx, val_idx, val_source = split_rows(
+        reader, config.seed, config.val_fraction, config.limit_per_class
+    )
+    notes = class_balance_warnings(reader.labels[train_idx], reader.classes)
+    return TrainData(dataset, reader, preprocess, train_idx, val_idx, val_source, notes)
+
+
+def split_rows(
+    reader: PackedReader, seed: int, val_fraction: float, limit_per_class: int = 0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train rows, validation rows, where validation came from): the same for the same seed, so
+    export can find exactly the images a run was trained and validated on."""
+    rng = np.random.default_rng(seed)
     train_idx = reader.indices("train")
     val_idx = reader.indices("validation")
     val_source = "validation"
@@ -65,18 +82,17 @@ def load_train_data(
         train_idx = reader.indices("all")
     if len(train_idx) == 0:
         raise TrainError(
-            f"{dataset.path} has no train images; import a folder with train/ "
+            f"{reader.path.parent.parent} has no train images; import a folder with train/ "
             "(and validation/) or class folders"
         )
     if len(val_idx) == 0:
-        train_idx, val_idx = stratified_holdout(train_idx, reader.labels, config.val_fraction, rng)
-        val_source = f"held out {config.val_fraction:.0%} of train (seed {config.seed})"
-    if config.limit_per_class:
-        train_idx = sample_per_class(train_idx, reader.labels, config.limit_per_class, rng)
-    notes = class_balance_warnings(reader.labels[train_idx], reader.classes)
+        train_idx, val_idx = stratified_holdout(train_idx, reader.labels, val_fraction, rng)
+        val_source = f"held out {val_fraction:.0%} of train (seed {seed})"
+    if limit_per_class:
+        train_idx = sample_per_class(train_idx, reader.labels, limit_per_class, rng)
     if len(val_idx) == 0:
         raise TrainError("no validation images: add a validation/ folder or more images per class")
-    return TrainData(dataset, reader, preprocess, train_idx, val_idx, val_source, notes)
+    return train_idx, val_idx, val_source
 
 
 def stratified_holdout(

@@ -21,7 +21,7 @@ from tests.fixtures.prometheus import prometheus_samples
 def test_concurrent_requests_share_model_calls_and_get_their_own_rows(tiny_bundle, sample_images):
     predictor = Predictor.from_bundle(tiny_bundle)
     x = predictor.preprocess_images(sample_images)
-    expected = predictor.predict_arrays(x)
+    expected, expected_scores = predictor.classify_arrays(x)
     sizes: list[int] = []
 
     async def main() -> list[np.ndarray]:
@@ -33,7 +33,11 @@ def test_concurrent_requests_share_model_calls_and_get_their_own_rows(tiny_bundl
             await batcher.stop()
 
     rows = asyncio.run(main())
-    np.testing.assert_allclose(np.concatenate(rows), expected, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([p for p, _ in rows]), expected, atol=1e-5)
+    if expected_scores is not None:  # each request gets its own open-set scores too
+        np.testing.assert_allclose(
+            np.concatenate([s for _, s in rows]), expected_scores, rtol=1e-4, atol=1e-6
+        )
     assert sum(sizes) == len(x) and len(sizes) < len(x)  # batched, nothing lost
 
 
@@ -51,7 +55,7 @@ def test_a_failing_batch_fails_its_requests_not_the_loop(tiny_bundle, sample_ima
         finally:
             await batcher.stop()
 
-    assert asyncio.run(main()).shape == (1, len(predictor.classes))
+    assert asyncio.run(main())[0].shape == (1, len(predictor.classes))
 
 
 def test_metrics_render_counters_and_cumulative_histograms():

@@ -257,7 +257,10 @@ function showPrediction(pred) {
     el("span", { class: "bar" }, el("span", { style: `width:${(100 * t.probability).toFixed(1)}%` })),
     el("span", { class: "bar-value" }, pct(t.probability))));
   $("#test-result").replaceChildren(
-    el("p", { id: "prediction", class: "big" }, `${pred.label} (${pct(pred.probability)})`), ...bars);
+    el("p", { id: "prediction", class: "big" }, pred.unknown
+      // the bundle's open-set score: the photo looks like none of the trained categories
+      ? `not one of your categories (nearest: ${pred.label} ${pct(pred.probability)})`
+      : `${pred.label} (${pct(pred.probability)})`), ...bars);
 }
 
 async function predictBlob(blob) {
