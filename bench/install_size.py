@@ -86,6 +86,8 @@ def main() -> None:
         "python": sys.version.split()[0],
     }
     print(json.dumps(result))
+    if present:  # torch (or another engine) came with the core: a broken dependency list
+        sys.exit(1)
 
 
 if __name__ == "__main__":

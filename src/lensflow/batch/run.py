@@ -71,7 +71,7 @@ class BatchSummary:
 
 def batch_predict(config: BatchConfig, quiet: bool = False) -> BatchSummary:
     """Predict every image of `config.sources` not yet in `config.out`, then merge the output."""
-    from lensflow.export.bundle import read_bundle
+    from lensflow.bundle import read_bundle
 
     store = ResultStore(config.out)
     read_bundle(config.bundle)  # a wrong bundle fails here, before any cluster starts
