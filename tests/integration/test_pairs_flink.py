@@ -161,13 +161,15 @@ def _without_with(statement: str) -> str:
     return statement.split(") WITH (")[0]
 
 
-def test_cli_engine_flink_prints_the_builtin_json(flink_env, tmp_path):
+def test_cli_engine_flink_prints_the_builtin_json(flink_env):
+    """Through the CLI, from standard input (`lensflow live ... --stdout | lensflow pairs
+    --replay - --engine flink`): Flink cannot read stdin, the runner copies it to a file."""
     events = camera_events(seed=3, n=1500, disorder_ms=1500, t0=T0)
-    path = write_jsonl(tmp_path / "events.jsonl", [*events, {"image": 3}])
-    args = ["pairs", "--replay", str(path), "--window", "session:2s", "--json", "-q"]
-    flink = CliRunner().invoke(app, [*args, "--engine", "flink"])
+    lines = "".join(json.dumps(e) + "\n" for e in [*events, {"image": 3}])
+    args = ["pairs", "--replay", "-", "--window", "session:2s", "--json", "-q"]
+    flink = CliRunner().invoke(app, [*args, "--engine", "flink"], input=lines)
     assert flink.exit_code == 0, flink.output
-    plain = CliRunner().invoke(app, args)
+    plain = CliRunner().invoke(app, args, input=lines)
     assert plain.exit_code == 0, plain.output
     assert json.loads(flink.stdout) == json.loads(plain.stdout)
     assert json.loads(flink.stdout)  # some sock was seen
