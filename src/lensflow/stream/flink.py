@@ -325,8 +325,9 @@ def _drop_objects(env: Any) -> None:
         env.execute_sql(f"DROP TABLE IF EXISTS {table}")
 
 
-def run_job(config: PairsConfig, events_file: Path, parallelism: int = 1) -> tuple[Any, list[str]]:
-    """Run the job over a JSON-lines file of messages; (pandas frame of RESULT_QUERY, statements)."""
+def create_job(config: PairsConfig, events_file: Path, parallelism: int = 1) -> list[str]:
+    """Set up the process's TableEnvironment for `config` over a JSON-lines file (replacing the
+    objects of an earlier run); returns the statements executed. Queries on the views run it."""
     env = table_environment()
     job = flink_job(config)
     for key, value in {**job.settings(), "parallelism.default": str(parallelism)}.items():
@@ -336,7 +337,13 @@ def run_job(config: PairsConfig, events_file: Path, parallelism: int = 1) -> tup
     statements = job.statements(source_with)
     for statement in statements:
         env.execute_sql(statement)
-    return env.sql_query(RESULT_QUERY).to_pandas(), statements
+    return statements
+
+
+def run_job(config: PairsConfig, events_file: Path, parallelism: int = 1) -> tuple[Any, list[str]]:
+    """Run the job over a JSON-lines file of messages; (pandas frame of RESULT_QUERY, statements)."""
+    statements = create_job(config, events_file, parallelism)
+    return table_environment().sql_query(RESULT_QUERY).to_pandas(), statements
 
 
 def run_flink(
