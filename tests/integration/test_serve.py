@@ -152,6 +152,9 @@ def test_json_batch_and_verbose_accept(server, sample_images, tiny_bundle):
     (pred,) = doc["predictions"]
     expected = predictor.predict([imgs[2]], top_k=2)[0]
     assert pred["label"] == expected.label and len(pred["top_k"]) == 2
+    # the verbose body carries the open-set fields; the plain SageMaker body above did not change
+    assert pred["unknown"] == expected.unknown
+    assert pred["ood_score"] == pytest.approx(expected.ood_score, rel=1e-4, abs=1e-6)
     assert v.headers["X-Lensflow-Model-Version"] == predictor.version
 
 
