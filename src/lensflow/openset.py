@@ -28,6 +28,7 @@ Predictor runs; the file is a plain `.npz` (no pickle).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,6 +78,11 @@ class OpenSetScorer:
         d2 = (z * z).sum(1, keepdims=True) - 2 * z @ self.bank.T + (self.bank**2).sum(1)
         return np.sqrt(np.maximum(d2.min(1), 0)).astype(np.float32)
 
+    @property
+    def rejects_nothing(self) -> bool:
+        """Calibrated, but on too few held-out images to reject anything (threshold = inf)."""
+        return self.threshold is not None and not math.isfinite(self.threshold)
+
     def is_unknown(self, scores: np.ndarray) -> np.ndarray:
         """Boolean (N,): scores above the calibrated threshold."""
         if self.threshold is None:
@@ -95,6 +101,13 @@ class OpenSetScorer:
             "calibration_images": len(heldout),
             "calibration_rejected": float((heldout > threshold).mean()),
         }
+        if not math.isfinite(threshold):
+            need = math.ceil(1 / unknown_rate) - 1 if unknown_rate > 0 else None
+            info["calibration_note"] = (
+                f"{len(heldout)} held-out images are too few to reject {unknown_rate:.0%}"
+                + (f" (needs {need})" if need else "")
+                + ": nothing is rejected; ood_score is still reported"
+            )
         return replace(self, threshold=threshold, info=info)
 
     def _checked(self, features: np.ndarray) -> np.ndarray:
@@ -113,7 +126,9 @@ class OpenSetScorer:
             "k": self.k,
             "dims": int(self.projection.shape[1]),
             "bank": int(self.bank.shape[0]),
-            "threshold": self.threshold,
+            # JSON has no infinity: a scorer calibrated to reject nothing says so instead.
+            "threshold": None if self.rejects_nothing else self.threshold,
+            "rejects": not self.rejects_nothing,
             **self.info,
         }
 
@@ -148,11 +163,14 @@ def load_scorer(path: str | os.PathLike[str]) -> OpenSetScorer:
         raise OpenSetError(f"{path} is not a version-{FORMAT_VERSION} {FORMAT} file")
     if header.get("method") not in METHODS:
         raise OpenSetError(f"{path}: unknown open-set method {header.get('method')!r}")
-    known = {"format", "version", "method", "k", "dims", "bank", "threshold"}
+    known = {"format", "version", "method", "k", "dims", "bank", "threshold", "rejects"}
+    threshold = header.get("threshold")
+    if threshold is None and header.get("rejects") is False:
+        threshold = math.inf
     return OpenSetScorer(
         method=header["method"],
         k=int(header.get("k", 1)),
-        threshold=header.get("threshold"),
+        threshold=threshold,
         info={k: v for k, v in header.items() if k not in known},
         **arrays,
     )
@@ -220,15 +238,22 @@ def fit_scorer(
 
 
 def calibrate_threshold(scores: np.ndarray, unknown_rate: float = DEFAULT_UNKNOWN_RATE) -> float:
-    """The score above which `unknown_rate` of these in-distribution scores lie."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
+    """The score above which at most `unknown_rate` of new in-distribution images should lie.
+
+    Split-conformal rank: the ceil((n + 1)(1 - rate))-th smallest held-out score, which keeps the
+    promise for a new image whatever n is. With too few held-out images (n + 1 < 1 / rate) no
+    held-out score keeps it: the threshold is infinite and nothing is rejected, rather than the
+    largest held-out score, which would reject about 1 / (n + 1) of the user's own photos.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64).ravel())
     if not 0 <= unknown_rate < 1:
         raise OpenSetError(f"unknown rate must be in [0, 1), got {unknown_rate}")
     if len(s) == 0 or not np.isfinite(s).all():
         raise OpenSetError("calibration needs at least one finite held-out score")
-    if unknown_rate == 0:
-        return float(s.max())
-    return float(np.quantile(s, 1 - unknown_rate, method="higher"))
+    rank = math.ceil((len(s) + 1) * (1 - unknown_rate) - 1e-9)
+    if rank > len(s):
+        return math.inf
+    return float(s[rank - 1])
 
 
 def _principal_directions(centred: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:

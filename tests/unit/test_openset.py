@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -48,12 +50,28 @@ def test_calibration_rejects_the_target_share_of_held_out_scores():
 
 def test_threshold_is_a_quantile_and_zero_rate_keeps_everything():
     s = np.arange(100, dtype=np.float32)
-    assert calibrate_threshold(s, 0.05) == 95.0
-    assert calibrate_threshold(s, 0.0) == 99.0
+    assert calibrate_threshold(s, 0.05) == 95.0  # the ceil(101 * 0.95) = 96th smallest
+    assert calibrate_threshold(s, 0.0) == math.inf
     with pytest.raises(OpenSetError, match="unknown rate"):
         calibrate_threshold(s, 1.0)
     with pytest.raises(OpenSetError, match="at least one"):
         calibrate_threshold(np.array([]), 0.05)
+
+
+def test_too_few_held_out_images_reject_nothing_and_survive_a_round_trip(tmp_path):
+    # 18 held-out scores cannot promise a 5 % rate (the largest would reject ~1/19 = 5.3 %
+    # of new in-distribution images); 19 can.
+    assert calibrate_threshold(np.arange(19.0), 0.05) == 18.0
+    x, y = clusters(200, seed=0)
+    scorer = fit_scorer(x, y, method="knn", k=1)
+    few = scorer.calibrated(scorer.score(clusters(18, seed=1)[0]), unknown_rate=0.05)
+    assert few.rejects_nothing and "too few" in few.info["calibration_note"]
+    assert not few.is_unknown(few.score(x[:5] + 100)).any()
+    assert few.to_dict()["threshold"] is None and few.to_dict()["rejects"] is False
+    loaded = load_scorer(few.save(tmp_path / "openset.npz"))
+    assert (
+        loaded.rejects_nothing and loaded.info["calibration_note"] == few.info["calibration_note"]
+    )
 
 
 @pytest.mark.parametrize("method", ["knn", "mahalanobis"])

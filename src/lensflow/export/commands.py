@@ -123,11 +123,14 @@ def export_cmd(
         typer.echo(f"int8 top-1 agreement with fp32 on the parity images: {agree:.0%}")
     if "open_set" in bundle.card:
         osc = bundle.card["open_set"]
-        typer.echo(
-            f"open-set score: {osc['method']}, threshold {osc['threshold']:.4g} rejects "
-            f"{osc['calibration_rejected']:.1%} of {osc['calibration_images']} held-out images "
-            f"({osc['calibration_source']})"
-        )
+        if osc.get("threshold") is None:
+            typer.echo(f"open-set score: {osc['method']}; {osc.get('calibration_note', '')}")
+        else:
+            typer.echo(
+                f"open-set score: {osc['method']}, threshold {osc['threshold']:.4g} rejects "
+                f"{osc['calibration_rejected']:.1%} of {osc['calibration_images']} held-out "
+                f"images ({osc['calibration_source']})"
+            )
     if archive:
         typer.echo(f"archive {archive_path(path)}")
     if triton is not None:
