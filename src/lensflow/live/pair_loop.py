@@ -217,9 +217,13 @@ class _PairRun:
 
     def __init__(
         self, config: PairConfig, predictor: Any, sinks: Sequence[Sink], rate: float,
-        summary: PairSummary, event: Callable[[str], None],
+        summary: PairSummary, event: Callable[[str], None], wait_for_embeddings: bool = False,
     ) -> None:  # fmt: skip
         self.config, self.predictor, self.sinks = config, predictor, sinks
+        # A file read frame by frame has no clock to keep up with: waiting for each sighting's
+        # embeddings makes every event and view frame the same on any machine. A camera never
+        # waits (the embeddings run beside the frame loop).
+        self.wait_for_embeddings = wait_for_embeddings
         self.summary, self.event = summary, event
         self.scene = EmptyScene(max(1, round(config.empty_seconds * rate)))
         self.tracker = SightingTracker(config.min_frames, config.end_gap, config.max_embeddings)
@@ -265,7 +269,7 @@ class _PairRun:
                 f.cancel()
         if step.closed is not None:
             self.finished.append((step.closed, self.work.pop(step.closed.key, _Work())))
-        self.settle(wait=False)
+        self.settle(wait=self.wait_for_embeddings)
         return _headline(step.sighting, self.view), step.sighting is None, box
 
     def _keep(
@@ -368,8 +372,11 @@ def run_pairing(
         )
     else:
         source.report = event
-    run = _PairRun(config, predictor, sinks, source_rate(config, source), summary, event)
     mode = "latest" if (source.live or config.fps) else "all"
+    run = _PairRun(
+        config, predictor, sinks, source_rate(config, source), summary, event,
+        wait_for_embeddings=mode == "all",
+    )  # fmt: skip
     reader = FrameReader(
         source, mode=mode, fps=config.fps, every=config.every,
         max_frames=config.max_frames, transform=lambda f: (f, shrink(f.image)),
