@@ -107,18 +107,8 @@ def atomic_dir(final: str | os.PathLike[str], overwrite: bool = False) -> Iterat
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp file path beside `path` to write (streamed, by any library); on success it
     replaces `path`, on any exception it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        yield tmp
 
 
 def now_iso() -> str:
