@@ -157,8 +157,8 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
             state["planned_epochs"] = config.epochs  # resuming a finished run: train further
     if state["epoch"] == 0 and getattr(task, "probe_val_acc", None) is not None:
         # Epoch 0 is the linear-probe head on frozen features: fine-tuning must beat it.
-        acc, top_k = _val_scores(task, config)[1:]
-        state.update(best_acc=acc, best_epoch=0, best_top_k=top_k)
+        loss, acc, top_k = _val_scores(task, config)
+        state.update(best_acc=acc, best_loss=loss, lowest_loss=loss, best_epoch=0, best_top_k=top_k)
         if rank == 0:
             save_checkpoint(
                 ctx.stage / "best.pt",
@@ -187,11 +187,8 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
                    f"val_top{config.top_k}": top_k}  # fmt: skip
             rows.append(row)
             state["epoch"] = epoch
-            improved = val_acc > state["best_acc"] + config.early_stopping_tolerance
-            if improved or state["best_acc"] < 0:
-                state.update(best_acc=val_acc, best_epoch=epoch, since_best=0, best_top_k=top_k)
-            else:
-                state["since_best"] += 1
+            improved = track_validation(state, epoch, val_acc, val_loss, top_k,
+                                        config.early_stopping_tolerance)  # fmt: skip
             if epoch == 1 and config.time_budget:
                 # Fix the schedule length now that an epoch's cost is known (deterministic when
                 # the budget is not what ends the run).
@@ -200,11 +197,7 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
             if rank == 0:
                 _checkpoint(ctx, optimizer, state, epoch, improved or state["best_epoch"] == epoch)
                 _overfit_warning(ctx, rows)
-            if (
-                config.early_stopping
-                and epoch >= config.early_stopping_min_epochs
-                and state["since_best"] >= config.early_stopping_patience
-            ):
+            if should_stop_early(config, state, epoch):
                 stop_reason = "early stopping"
                 break
             if time.monotonic() + seconds > deadline:
@@ -346,6 +339,38 @@ def _last(
         ctx.model, ctx.data.classes, ctx.data.preprocess, state["epoch"], ctx.config,
         optimizer=optimizer.state_dict(), scheduler={"step": state["step"]}, loop=dict(state),
     )  # fmt: skip
+
+
+def track_validation(
+    state: dict[str, Any], epoch: int, val_acc: float, val_loss: float, top_k: float | None,
+    tolerance: float,
+) -> bool:  # fmt: skip
+    """Record one epoch's validation scores in `state`; True when this epoch is the new best.
+
+    The best model has the highest accuracy (ties: the lower loss). Patience (`since_best`)
+    counts epochs in which neither the accuracy nor the loss improved: on a few hundred
+    validation images one lucky epoch can top the accuracy for a long time while the model is
+    still learning (MNIST digits stopped at epoch 8 of 30 with the loss still falling: 98.35 %
+    test, against 99.45 % when the loss keeps the run going).
+    """
+    best_acc, best_loss = state["best_acc"], state.get("best_loss", math.inf)
+    better = val_acc > best_acc + tolerance or (
+        tolerance == 0.0 and val_acc == best_acc and val_loss < best_loss
+    )
+    if better or best_acc < 0:
+        state.update(best_acc=val_acc, best_loss=val_loss, best_epoch=epoch, best_top_k=top_k)
+    lowest = state.get("lowest_loss", math.inf)
+    state["since_best"] = 0 if better or val_loss < lowest else state["since_best"] + 1
+    state["lowest_loss"] = min(val_loss, lowest)
+    return better
+
+
+def should_stop_early(config: TrainConfig, state: dict[str, Any], epoch: int) -> bool:
+    return (
+        config.early_stopping
+        and epoch >= config.early_stopping_min_epochs
+        and state["since_best"] >= config.early_stopping_patience
+    )
 
 
 def _checkpoint(

@@ -64,3 +64,38 @@ def test_no_augmentation_is_plain_normalisation() -> None:
     out = augment_batch(x, "none", pre, torch.Generator())
     assert torch.allclose(out, torch.from_numpy(pre.normalize(x.numpy())))
     assert torch.equal(out, to_input(x, pre))
+
+
+def _fresh_state() -> dict:
+    return {"best_acc": -1.0, "best_epoch": 0, "since_best": 0}
+
+
+def test_patience_waits_while_the_validation_loss_still_falls() -> None:
+    from lensflow.train.loop import should_stop_early, track_validation
+
+    config = build_config(
+        {"early_stopping_min_epochs": 1, "early_stopping_patience": 2, "dataset": "d", "out": "o"}
+    )
+    state = _fresh_state()
+    # A lucky accuracy at epoch 1, then lower accuracies with a falling loss: not stopped.
+    scores = [(0.99, 0.30), (0.97, 0.25), (0.98, 0.20), (0.985, 0.15)]
+    for epoch, (acc, loss) in enumerate(scores, 1):
+        track_validation(state, epoch, acc, loss, None, 0.0)
+        assert not should_stop_early(config, state, epoch)
+    assert state["best_epoch"] == 1 and state["since_best"] == 0
+    # Neither improves for two epochs: stopped.
+    for epoch in (5, 6):
+        track_validation(state, epoch, 0.98, 0.16, None, 0.0)
+    assert state["since_best"] == 2 and should_stop_early(config, state, 6)
+
+
+def test_best_epoch_is_the_top_accuracy_and_ties_go_to_the_lower_loss() -> None:
+    from lensflow.train.loop import track_validation
+
+    state = _fresh_state()
+    assert track_validation(state, 1, 0.90, 0.5, 0.99, 0.0)
+    assert track_validation(state, 2, 0.95, 0.4, 0.99, 0.0)
+    assert not track_validation(state, 3, 0.95, 0.45, 0.99, 0.0)  # same accuracy, worse loss
+    assert track_validation(state, 4, 0.95, 0.3, 0.99, 0.0)  # same accuracy, better loss
+    assert not track_validation(state, 5, 0.96, 0.2, 0.99, 0.05)  # under the tolerance
+    assert state["best_epoch"] == 4 and state["best_loss"] == 0.3
