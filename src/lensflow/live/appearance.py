@@ -20,10 +20,13 @@ The loop (`pair_loop.py`) feeds every frame through three small pieces:
   frames, square-rooted (power normalisation, a little more separation) and L2-normalised.
   The same is computed for the empty table's crop at the same place: a sighting that looks like
   the table there (a light switched on, a shadow) is dropped (`EMPTY_SIMILARITY`).
-- `PairPool`: greedy pairing. A finished sighting pairs with the most similar open one at or above `min_similarity`; both leave the
-  pool, otherwise it waits there. Unlike `lensflow match`, which sees every photo and picks
-  the one-to-one matching with the largest total similarity, a live pair is final when made:
-  a later, better partner cannot undo it.
+- `PairPool`: pairing in two steps. Live, a finished sighting pairs with the most similar open
+  one at or above `min_similarity`, set high enough that a live pair is rarely wrong; both
+  leave the pool, otherwise it waits there. A live pair is final when made: a later, better
+  partner cannot undo it. When the feed ends, the socks still open are paired the way
+  `lensflow match` pairs photos: the pairs with the largest total similarity, each at or above
+  `final_similarity` (lower than the live threshold: seeing every remaining sock at once is what
+  a threshold-only online rule cannot do).
 """
 
 from __future__ import annotations
@@ -35,9 +38,13 @@ import numpy as np
 
 from lensflow.errors import LiveError
 
-# Cosine a live pair needs by default: calibrated on the shared sock photos shown on a table
-# (bench/live_pairing.py, BENCHMARKS.md "live pairing by appearance").
-DEFAULT_PAIR_SIMILARITY = 0.82
+# Cosines by default, calibrated on the shared sock photos shown on a table (bench/live_pairing.py,
+# BENCHMARKS.md "live pairing by appearance"). Live: no different-design pair of the sample is
+# above 0.856, and no live pair was wrong at 0.86-0.95; 0.88 keeps a margin (61 % of the pairs
+# are still announced live). Final: the least-alike twins of the sample are 0.821 apart; 0.80
+# keeps every pair right there and leaves most unmatched socks unmatched.
+DEFAULT_PAIR_SIMILARITY = 0.88
+DEFAULT_FINAL_SIMILARITY = 0.80
 # A sighting at least this similar to the empty table's crop at the same place is a lighting
 # change (a lamp, a shadow), not an object: sock crops vs their table <= 0.43 on the sample,
 # light and shadow patches 0.61..0.96 (bench/live_pairing.py prints both).
@@ -301,9 +308,11 @@ class Pair:
     a: int  # the earlier sighting
     b: int  # the one that completed the pair
     similarity: float
+    final: bool = False  # made when the feed ended, from the socks still open
 
     def message(self) -> dict[str, Any]:
-        return {"event": "pair", "a": self.a, "b": self.b, "similarity": round(self.similarity, 4)}
+        return {"event": "pair", "a": self.a, "b": self.b,
+                "similarity": round(self.similarity, 4), "final": self.final}  # fmt: skip
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
@@ -313,12 +322,16 @@ def unit(vector: np.ndarray) -> np.ndarray:
 
 
 class PairPool:
-    """Open (unmatched) sightings; greedy pairing at `min_similarity` (cosine)."""
+    """Open (unmatched) sightings: greedy live pairing at `min_similarity` (cosine), and
+    best-first pairing of what is left at `final_similarity` when the feed ends."""
 
-    def __init__(self, min_similarity: float) -> None:
-        if not -1.0 <= min_similarity <= 1.0:
-            raise LiveError(f"--min-similarity is a cosine in -1..1, got {min_similarity}")
+    def __init__(self, min_similarity: float, final_similarity: float | None = None) -> None:
+        for name, value in (("--min-similarity", min_similarity),
+                            ("--final-similarity", final_similarity)):  # fmt: skip
+            if value is not None and not -1.0 <= value <= 1.0:
+                raise LiveError(f"{name} is a cosine in -1..1, got {value}")
         self.min_similarity = min_similarity
+        self.final_similarity = min_similarity if final_similarity is None else final_similarity
         self.open: dict[int, np.ndarray] = {}  # sighting id -> unit appearance, oldest first
         self.pairs: list[Pair] = []
 
@@ -337,3 +350,97 @@ class PairPool:
             return pair
         self.open[sighting_id] = v
         return None
+
+    def finish(self) -> list[Pair]:
+        """The feed ended: pair the open sightings with the largest total similarity, using only
+        pairs at or above `final_similarity` (what `lensflow match` does with every photo)."""
+        ids = list(self.open)
+        if len(ids) < 2:
+            return []
+        vectors = np.stack([self.open[i] for i in ids])
+        sims = np.clip(vectors @ vectors.T, -1.0, 1.0)
+        made = [
+            Pair(ids[i], ids[j], float(sims[i, j]), final=True)
+            for i, j in max_weight_pairs(sims, self.final_similarity)
+        ]
+        for pair in made:
+            del self.open[pair.a], self.open[pair.b]
+        self.pairs.extend(made)
+        return made
+
+
+# Larger groups of mutually similar open socks than this are paired best-first (most similar
+# pair first): the exact search doubles in cost with every sock, and a real sock drawer leaves
+# groups of a few socks (the sample, 12 socks at a time: at most 9).
+EXACT_GROUP = 18
+
+
+def max_weight_pairs(sims: np.ndarray, min_similarity: float) -> list[tuple[int, int]]:
+    """Pairs (i < j) of a symmetric similarity matrix with the largest total similarity, each
+    index used at most once, only pairs >= min_similarity; sorted by i.
+
+    Exact per group of indices linked by allowed pairs (a search over subsets, memoised), so
+    no graph library is needed in the core install; `lensflow match` gets the same matching
+    from networkx (tests/unit/live/test_appearance.py compares the two). Best-first: the most
+    similar pair first is not enough, e.g. 0.86 between two designs can block two twins at 0.82
+    and 0.90.
+    """
+    n = len(sims)
+    allowed = (sims >= min_similarity) & ~np.eye(n, dtype=bool)
+    pairs: list[tuple[int, int]] = []
+    for group in _groups(allowed):
+        if len(group) > EXACT_GROUP:
+            pairs += _best_first(sims, allowed, group)
+        elif len(group) > 1:
+            pairs += _exact(sims, allowed, group)
+    return sorted((min(i, j), max(i, j)) for i, j in pairs)
+
+
+def _groups(allowed: np.ndarray) -> list[list[int]]:
+    """Connected components of the allowed pairs."""
+    seen: set[int] = set()
+    groups = []
+    for start in range(len(allowed)):
+        if start in seen:
+            continue
+        group, todo = [], [start]
+        seen.add(start)
+        while todo:
+            i = todo.pop()
+            group.append(i)
+            for j in np.flatnonzero(allowed[i]):
+                if int(j) not in seen:
+                    seen.add(int(j))
+                    todo.append(int(j))
+        groups.append(sorted(group))
+    return groups
+
+
+def _exact(sims: np.ndarray, allowed: np.ndarray, group: list[int]) -> list[tuple[int, int]]:
+    from functools import cache
+
+    @cache
+    def best(left: tuple[int, ...]) -> tuple[float, tuple[tuple[int, int], ...]]:
+        if len(left) < 2:
+            return 0.0, ()
+        i, rest = left[0], left[1:]
+        top = best(rest)  # i stays single
+        for k, j in enumerate(rest):
+            if allowed[i, j]:
+                weight, chosen = best(rest[:k] + rest[k + 1 :])
+                if weight + sims[i, j] > top[0]:
+                    top = (weight + float(sims[i, j]), ((i, j), *chosen))
+        return top
+
+    return list(best(tuple(group))[1])
+
+
+def _best_first(sims: np.ndarray, allowed: np.ndarray, group: list[int]) -> list[tuple[int, int]]:
+    edges = sorted((-sims[i, j], i, j) for i in group for j in group if i < j and allowed[i, j])
+    used: set[int] = set()
+    pairs = []
+    for _, i, j in edges:
+        if i not in used and j not in used:
+            used.update((i, j))
+            pairs.append((i, j))
+    return pairs

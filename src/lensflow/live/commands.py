@@ -75,7 +75,14 @@ def live(
     min_similarity: float | None = typer.Option(
         None,
         "--min-similarity",
-        help="With --pair-by-appearance: cosine a pair needs (default calibrated, see BENCHMARKS.md).",
+        help="With --pair-by-appearance: cosine a pair announced live needs (default "
+        "calibrated, see BENCHMARKS.md).",
+    ),
+    final_similarity: float | None = typer.Option(
+        None,
+        "--final-similarity",
+        help="With --pair-by-appearance: when the feed ends, the socks still open pair "
+        "best-first down to this cosine (default calibrated; 1 leaves them open).",
     ),
     empty_seconds: float = typer.Option(
         2.0, "--empty-seconds", help="With --pair-by-appearance: the feed starts empty this long."
@@ -97,7 +104,10 @@ def live(
 
     With --pair-by-appearance (no bundle needed): show the empty table for --empty-seconds,
     then socks one after another; each sighting is published as {"event": "sighting", "id",
-    "start_ts", "end_ts", "frames"} and a match as {"event": "pair", "a", "b", "similarity"}.
+    "start_ts", "end_ts", "frames"} and a match as {"event": "pair", "a", "b", "similarity",
+    "final"}. A pair is announced live when it is clearly alike (--min-similarity); when the
+    feed ends (or on Ctrl-C), the socks still open are paired best-first down to
+    --final-similarity, with "final": true.
 
     Example: lensflow live bundle/ --source 0 --mqtt mqtt://127.0.0.1:1883 --view 127.0.0.1:8090
 
@@ -117,7 +127,9 @@ def live(
     if pair_by_appearance:
         from lensflow.live.pair_loop import pair_config
 
-        config = pair_config(bundle, topic, min_similarity, empty_seconds, min_frames, **common)
+        config = pair_config(
+            bundle, topic, min_similarity, empty_seconds, min_frames, final_similarity, **common
+        )
     else:
         if bundle is None:
             from lensflow.errors import LiveError

@@ -267,25 +267,14 @@ def run_live(
     `source` may be an already opened FrameSource (the CLI opens it first to fail early).
     """
     from lensflow.live.frames import bgr_to_rgb, draw_overlay
-    from lensflow.live.sources import FrameReader, open_source
+    from lensflow.live.sources import FrameReader
 
     config.validate()
     summary = LiveSummary(source=config.source)
-
-    def event(message: str) -> None:
-        summary.events.append(message)
-        if on_event is not None:
-            on_event(message)
-
     pp = predictor.preprocess
     classes = list(predictor.classes)
     blanks = blank_indices(classes, config.blank_label)
-    if source is None:
-        source = open_source(
-            config.source, event, config.reconnect_timeout, config.loop, config.stream_timeout
-        )
-    else:
-        source.report = event
+    _, source = open_run(config, summary, on_event, source)
 
     def prepare(frame: Any) -> _Prepared:
         # Runs in the reader thread: decode-side preprocessing overlaps the classifier.
@@ -332,15 +321,45 @@ def run_live(
     except KeyboardInterrupt:
         summary.stopped_by = "interrupted (Ctrl-C)"
     finally:
-        reader.stop()
-        source.close()
-        summary.seconds = round(time.monotonic() - start, 3)
-        summary.frames_read = source.frames_read
-        summary.skipped = summary.frames_read - summary.classified
-        summary.fps = round(summary.classified / summary.seconds, 2) if summary.seconds else 0.0
-        for sink in sinks:
-            summary.sinks.update(sink.close())
-        summary.published = min((s.published for s in sinks), default=0)
-        if hub is not None:
-            hub.set_status(published=summary.published, running=False)
+        close_run(summary, reader, source, sinks, hub, start)
     return summary
+
+
+def open_run(
+    config: LiveConfig, summary: LiveSummary, on_event: Callable[[str], None] | None,
+    source: Any | None,
+) -> tuple[Callable[[str], None], Any]:  # fmt: skip
+    """A loop's event reporter (kept in the summary, passed on to `on_event`) and its source,
+    opened here unless the caller opened it first (the CLI does, to fail early)."""
+    from lensflow.live.sources import open_source
+
+    def event(message: str) -> None:
+        summary.events.append(message)
+        if on_event is not None:
+            on_event(message)
+
+    if source is None:
+        source = open_source(
+            config.source, event, config.reconnect_timeout, config.loop, config.stream_timeout
+        )
+    else:
+        source.report = event
+    return event, source
+
+
+def close_run(
+    summary: LiveSummary, reader: Any, source: Any, sinks: Sequence[Sink], hub: Any | None,
+    start: float,
+) -> None:  # fmt: skip
+    """Whatever ended a loop: stop reading, close the source and the sinks, final counts."""
+    reader.stop()
+    source.close()
+    summary.seconds = round(time.monotonic() - start, 3)
+    summary.frames_read = source.frames_read
+    summary.skipped = summary.frames_read - summary.classified
+    summary.fps = round(summary.classified / summary.seconds, 2) if summary.seconds else 0.0
+    for sink in sinks:
+        summary.sinks.update(sink.close())
+    summary.published = min((s.published for s in sinks), default=0)
+    if hub is not None:
+        hub.set_status(published=summary.published, running=False)

@@ -23,6 +23,7 @@ import numpy as np
 
 from lensflow.errors import LiveError
 from lensflow.live.appearance import (
+    DEFAULT_FINAL_SIMILARITY,
     DEFAULT_PAIR_SIMILARITY,
     EMPTY_SIMILARITY,
     EmptyScene,
@@ -36,7 +37,15 @@ from lensflow.live.appearance import (
     rotations,
     shrink,
 )
-from lensflow.live.loop import Decision, LiveConfig, LiveSummary, RateMeter, Sink
+from lensflow.live.loop import (
+    Decision,
+    LiveConfig,
+    LiveSummary,
+    RateMeter,
+    Sink,
+    close_run,
+    open_run,
+)
 
 DEFAULT_RATE = 10.0  # frames/s assumed where the source does not say (image folders)
 THUMB = 72  # pixels, thumbnails in the view's strip
@@ -50,7 +59,8 @@ class PairConfig(LiveConfig):
     bundle: str | None  # None: the pretrained backbone, as `lensflow match` uses
     topic: str = "sockpairs"
     model: str = "efficientnet_lite0"  # the pretrained backbone used without a bundle
-    min_similarity: float = DEFAULT_PAIR_SIMILARITY  # cosine a pair needs
+    min_similarity: float = DEFAULT_PAIR_SIMILARITY  # cosine a pair announced live needs
+    final_similarity: float = DEFAULT_FINAL_SIMILARITY  # ... a pair made when the feed ends
     empty_seconds: float = 2.0  # the feed starts with this much empty table
     min_frames: int = 5  # non-empty frames a sighting needs to count
     end_gap: int = 5  # empty frames that end a sighting
@@ -63,6 +73,12 @@ class PairConfig(LiveConfig):
             raise LiveError(
                 f"--min-similarity is a cosine similarity in -1..1, got {self.min_similarity} "
                 f"(default {DEFAULT_PAIR_SIMILARITY})"
+            )
+        if not -1.0 <= self.final_similarity <= 1.0:
+            raise LiveError(
+                f"--final-similarity is a cosine similarity in -1..1, got "
+                f"{self.final_similarity} (default {DEFAULT_FINAL_SIMILARITY}; 1 leaves the "
+                "open socks open)"
             )
         if not 0.0 < self.empty_seconds <= 600.0:
             raise LiveError(f"--empty-seconds must be in (0, 600], got {self.empty_seconds}")
@@ -78,6 +94,7 @@ def pair_config(
     min_similarity: float | None,
     empty_seconds: float,
     min_frames: int,
+    final_similarity: float | None = None,
     **common: Any,
 ) -> PairConfig:
     """The CLI's options -> PairConfig (None: this mode's defaults)."""
@@ -85,6 +102,9 @@ def pair_config(
         bundle=bundle,
         topic=topic or PairConfig.topic,
         min_similarity=DEFAULT_PAIR_SIMILARITY if min_similarity is None else min_similarity,
+        final_similarity=(
+            DEFAULT_FINAL_SIMILARITY if final_similarity is None else final_similarity
+        ),
         empty_seconds=empty_seconds,
         min_frames=min_frames,
         **common,
@@ -95,7 +115,8 @@ def pair_config(
 class PairSummary(LiveSummary):
     learned_frames: int = 0  # frames the empty scene was learnt from
     sightings: int = 0
-    pairs: list[list[Any]] = field(default_factory=list)  # [a, b, similarity]
+    pairs: list[list[Any]] = field(default_factory=list)  # [a, b, similarity], live then final
+    final_pairs: int = 0  # of those, made when the feed ended
     open: list[int] = field(default_factory=list)  # sightings still waiting for a partner
     embedded: int = 0  # crops that went through the backbone (4 rotations each)
     rejected: int = 0  # sightings dropped because they looked like the empty table there
@@ -227,7 +248,7 @@ class _PairRun:
         self.summary, self.event = summary, event
         self.scene = EmptyScene(max(1, round(config.empty_seconds * rate)))
         self.tracker = SightingTracker(config.min_frames, config.end_gap, config.max_embeddings)
-        self.pool = PairPool(config.min_similarity)
+        self.pool = PairPool(config.min_similarity, config.final_similarity)
         self.view = PairView(flash_frames=max(1, round(FLASH_SECONDS * rate)))
         self.work: dict[int, _Work] = {}
         self.finished: collections.deque[tuple[Sighting, _Work]] = collections.deque()
@@ -324,9 +345,23 @@ class _PairRun:
         if pair is None:
             self.view.opened(s.id, thumb)
             return
+        self._announce(pair, thumb)
+
+    def _announce(self, pair: Pair, thumb: np.ndarray) -> None:
         self.summary.pairs.append([pair.a, pair.b, round(pair.similarity, 4)])
+        self.summary.final_pairs += pair.final
         self.send(pair.message())
         self.view.paired(pair, thumb)
+
+    def final_match(self) -> None:
+        """The feed ended (or was stopped): pair the socks still open, best-first."""
+        for pair in self.pool.finish():
+            self.event(
+                f"final pair #{pair.a} + #{pair.b} ({pair.similarity:.2f}): matched among the "
+                "socks still open when the feed ended"
+            )
+            blank = np.zeros((THUMB, THUMB, 3), np.uint8)
+            self._announce(pair, self.view.thumbs.pop(pair.b, blank))
 
     def _looks_like_table(self, w: _Work, look: np.ndarray) -> bool:
         if w.table_future is None and w.table is not None:
@@ -356,22 +391,11 @@ def run_pairing(
     source: Any | None = None,
 ) -> PairSummary:
     """Pair what `config.source` shows by appearance until it ends (or `stop`, or Ctrl-C)."""
-    from lensflow.live.sources import FrameReader, open_source
+    from lensflow.live.sources import FrameReader
 
     config.validate()
     summary = PairSummary(source=config.source)
-
-    def event(message: str) -> None:
-        summary.events.append(message)
-        if on_event is not None:
-            on_event(message)
-
-    if source is None:
-        source = open_source(
-            config.source, event, config.reconnect_timeout, config.loop, config.stream_timeout
-        )
-    else:
-        source.report = event
+    event, source = open_run(config, summary, on_event, source)
     mode = "latest" if (source.live or config.fps) else "all"
     run = _PairRun(
         config, predictor, sinks, source_rate(config, source), summary, event,
@@ -413,23 +437,15 @@ def run_pairing(
         else:
             run.end()
         run.settle(wait=True)  # after a stop: sightings that had ended still count
+        run.final_match()
     except KeyboardInterrupt:
         summary.stopped_by = "interrupted (Ctrl-C)"
         run.settle(wait=True)
+        run.final_match()
     finally:
-        reader.stop()
-        source.close()
         run.close()
-        summary.seconds = round(time.monotonic() - start, 3)
-        summary.frames_read = source.frames_read
-        summary.skipped = summary.frames_read - summary.classified
-        summary.fps = round(summary.classified / summary.seconds, 2) if summary.seconds else 0.0
         summary.labels = {"sightings": summary.sightings, "pairs": len(summary.pairs)}
-        for sink in sinks:
-            summary.sinks.update(sink.close())
-        summary.published = min((s.published for s in sinks), default=0)
-        if hub is not None:
-            hub.set_status(published=summary.published, running=False)
+        close_run(summary, reader, source, sinks, hub, start)
     if run.scene.learning and summary.classified:
         event(
             f"the source ended after {run.scene.seen} frames, while still learning the empty "

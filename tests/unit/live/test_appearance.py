@@ -1,4 +1,4 @@
-"""The pure state of `live --pair-by-appearance`: empty scene, sightings, greedy pairing."""
+"""The pure state of `live --pair-by-appearance`: empty scene, sightings, live and final pairing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from lensflow.live.appearance import (
     SightingTracker,
     appearance,
     crop_box,
+    max_weight_pairs,
     motion,
     rotations,
     shrink,
@@ -177,7 +178,13 @@ def test_pool_pairs_the_most_similar_open_sighting_at_the_threshold() -> None:
     assert pool.add(2, _v(0, 1, 0)) is None
     assert pool.add(3, _v(0.2, 1, 0)) is not None  # cos 0.98 with #2
     assert pool.pairs[-1].a == 2 and pool.pairs[-1].b == 3
-    assert pool.pairs[-1].message() == {"event": "pair", "a": 2, "b": 3, "similarity": 0.9806}
+    assert pool.pairs[-1].message() == {
+        "event": "pair",
+        "a": 2,
+        "b": 3,
+        "similarity": 0.9806,
+        "final": False,
+    }
     assert list(pool.open) == [1]
     # Below the threshold it waits, even when it is the best there is.
     assert pool.add(4, _v(1, 0.6, 0)) is None  # cos 0.857 with #1
@@ -200,3 +207,68 @@ def test_ties_go_to_the_sock_waiting_longest() -> None:
     pool.add(2, _v(0, 1))  # cos 0 with #1: waits
     pair = pool.add(3, _v(1, 1))  # cos 0.707 with both
     assert pair is not None and pair.a == 1
+
+
+def test_when_the_feed_ends_the_open_socks_pair_by_total_similarity() -> None:
+    # Twins 1+2 at cos 0.82 and 3+4 at 0.84; 2 and 3 are 0.86 alike. The most similar pair
+    # first (2 + 3) would leave both twins alone; the final step pairs the twins.
+    cosines = {(0, 1): 0.82, (2, 3): 0.84, (1, 2): 0.86, (0, 2): 0.7, (1, 3): 0.72, (0, 3): 0.6}
+    vectors = _vectors_with(cosines)
+    pool = PairPool(min_similarity=0.95, final_similarity=0.8)
+    for i, v in enumerate(vectors, 1):
+        assert pool.add(i, v) is None  # nothing is sure enough to pair live
+    made = pool.finish()
+    assert [(p.a, p.b, p.final) for p in made] == [(1, 2, True), (3, 4, True)]
+    assert made[0].message()["final"] is True and pool.open == {}
+    assert pool.finish() == []  # nothing left
+
+
+def test_the_final_step_leaves_socks_below_its_threshold_open() -> None:
+    pool = PairPool(min_similarity=0.95, final_similarity=0.8)
+    pool.add(1, _v(1, 0))
+    pool.add(2, _v(0.7, 0.714))  # cos 0.7: a different design
+    assert pool.finish() == [] and list(pool.open) == [1, 2]
+    with pytest.raises(LiveError, match="--final-similarity"):
+        PairPool(0.9, final_similarity=1.5)
+
+
+def _vectors_with(cosines: dict[tuple[int, int], float], n: int = 4) -> np.ndarray:
+    """Unit vectors whose pairwise cosines are `cosines`: rows of a Cholesky factor."""
+    gram = np.eye(n)
+    for (i, j), c in cosines.items():
+        gram[i, j] = gram[j, i] = c
+    return np.linalg.cholesky(gram)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_weight_pairs_is_the_maximum_weight_matching_of_networkx(seed: int) -> None:
+    nx = pytest.importorskip("networkx", reason="networkx comes with the [match] extra")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 13))
+    x = rng.normal(size=(n, 6)) + rng.normal(size=6)  # correlated: many pairs above 0.5
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    ours = max_weight_pairs(sims, 0.5)
+    graph = nx.Graph()
+    graph.add_weighted_edges_from(
+        (i, j, sims[i, j]) for i in range(n) for j in range(i + 1, n) if sims[i, j] >= 0.5
+    )
+    theirs = nx.max_weight_matching(graph)
+    assert all(sims[i, j] >= 0.5 for i, j in ours)
+    assert len({i for pair in ours for i in pair}) == 2 * len(ours)  # each index once
+    assert sum(sims[i, j] for i, j in ours) == pytest.approx(
+        sum(sims[i, j] for i, j in theirs), abs=1e-9
+    )
+
+
+def test_max_weight_pairs_of_a_group_too_large_to_search_is_best_first() -> None:
+    from lensflow.live import appearance as ap
+
+    n = ap.EXACT_GROUP + 2
+    x = np.random.default_rng(0).normal(size=(n, 4)) + 3.0  # one large group of look-alikes
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    pairs = max_weight_pairs(sims, 0.0)
+    assert len(pairs) == n // 2
+    best = max((sims[i, j], i, j) for i in range(n) for j in range(i + 1, n))
+    assert (best[1], best[2]) in pairs  # the most similar pair is taken first
