@@ -218,3 +218,23 @@ def test_default_finetune_is_the_ensemble_and_its_bundle_agrees(
     with torch.no_grad():
         ref = torch.softmax(loaded.model(torch.from_numpy(loaded.preprocess.batch(paths))), 1)
     np.testing.assert_allclose(predictor.predict_proba(paths), ref.numpy(), atol=1e-4)
+
+
+def test_a_spent_time_budget_stops_inside_the_first_epoch(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    # A budget that is gone before training starts: one step, then validation and the run files,
+    # instead of a whole epoch (which for a large model from scratch on a CPU can take far
+    # longer than the budget).
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", str(tiny_dataset), "--out", str(out), "--mode", "scratch", "--model", "cnn3",
+        "--batch-size", "2", "--epochs", "3", "--time-budget", "0.001", "-q",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["stopped_by"] == "time budget" and card["epochs_run"] == 1
+    steps = -(-card["train_images"] // 2)
+    assert steps > 1  # so stopping after 1 step is a cut
+    assert f"epoch 1 stopped after 1 of {steps} steps" in " ".join(card["warnings"])
+    assert (out / "best.pt").is_file()

@@ -175,8 +175,11 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
             t0 = time.monotonic()
             train_loss, train_acc, seen = _one_epoch(
                 task, module, optimizer, config, state, epoch, steps_per_epoch, weight, rank,
-                world, device, progress,
+                world, device, progress, None if distributed else deadline,
             )  # fmt: skip
+            cut_short = state.pop("cut_short", None)
+            if cut_short and rank == 0:
+                ctx.warn(f"the time budget ran out: {cut_short}")
             val_loss, val_acc, top_k = _val_scores(task, config)
             seconds = time.monotonic() - t0
             state["train_seconds"] += seconds
@@ -200,7 +203,7 @@ def _train_loop(ctx: RunContext, resume: bool) -> dict[str, Any]:
             if should_stop_early(config, state, epoch):
                 stop_reason = "early stopping"
                 break
-            if time.monotonic() + seconds > deadline:
+            if cut_short or time.monotonic() + seconds > deadline:
                 stop_reason = "time budget"
                 break
     if rank == 0 and rows and (state["epoch"] % config.checkpoint_frequency):
@@ -241,8 +244,14 @@ def _one_epoch(
     world,
     device,
     progress,
+    deadline=None,
 ):
-    """One pass over the training rows; returns (mean loss, accuracy, samples seen by this rank)."""
+    """One pass over the training rows; returns (mean loss, accuracy, samples seen by this rank).
+
+    With a `deadline` (one process only: DDP ranks must take the same steps), the pass stops
+    early when the time budget is spent, so that one slow epoch (a large model from scratch on
+    a CPU) cannot overrun --time-budget by many minutes.
+    """
     perm = np.random.default_rng([config.seed, epoch]).permutation(task.n_train)
     torch.manual_seed(config.seed * 100_003 + epoch)  # dropout / drop-connect
     task.set_train(True)
@@ -251,6 +260,9 @@ def _one_epoch(
     loss_sum = correct = seen = 0.0
     t0 = time.monotonic()
     for i in range(steps_per_epoch):
+        if i and deadline is not None and time.monotonic() > deadline:
+            state["cut_short"] = f"epoch {epoch} stopped after {i} of {steps_per_epoch} steps"
+            break
         chunk = perm[i * config.mini_batch_size : (i + 1) * config.mini_batch_size]
         local = chunk[rank::world]
         factor = lr_factor(config, state["step"], steps_per_epoch, total_steps)
