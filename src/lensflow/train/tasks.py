@@ -6,7 +6,8 @@
   head are trained, on those activations. About 3x less compute per step than full backprop and
   no decoding at all during training.
 - `FullTask` (scratch, CUDA finetune, other families): whole-model training on pack rows with
-  batch augmentation on the device, channels_last, bf16 autocast on CUDA.
+  batch augmentation on the device, channels_last, bf16 autocast on CUDA; on a CPU, large images
+  go through a batch in pieces (`micro_batch_size`) to bound the memory backprop keeps.
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ from lensflow.train.context import RunContext, class_weights
 from lensflow.train.features import cache_key, cache_root, onnx_session, run_cached, state_digest
 
 CACHE_BUDGET_SHARE = 0.4
+# Whole-model training on a CPU goes through a batch in pieces of at most this many input pixels
+# (16 images at 224 px): the activations kept for backprop grow with it (`loop.forward_backward`).
+MICRO_BATCH_PIXELS = 16 * 224 * 224
+
+
+def micro_batch_size(input_size: int, batch: int, device: torch.device) -> int | None:
+    """Rows per piece of a training batch, or None for the whole batch (small images, CUDA)."""
+    if device.type != "cpu":
+        return None
+    rows = max(8, MICRO_BATCH_PIXELS // (input_size * input_size))
+    return rows if rows < batch else None
 
 
 def _generator(*seeds: int) -> torch.Generator:
@@ -235,6 +247,9 @@ class FullTask:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_rows = ctx.data.train_idx
         self.n_train = len(self.train_rows)
+        self.micro_batch = micro_batch_size(
+            ctx.data.preprocess.input_size, ctx.config.mini_batch_size, device
+        )
         for p in self.model.parameters():
             p.requires_grad_(True)
 

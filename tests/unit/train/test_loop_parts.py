@@ -99,3 +99,36 @@ def test_best_epoch_is_the_top_accuracy_and_ties_go_to_the_lower_loss() -> None:
     assert track_validation(state, 4, 0.95, 0.3, 0.99, 0.0)  # same accuracy, better loss
     assert not track_validation(state, 5, 0.96, 0.2, 0.99, 0.05)  # under the tolerance
     assert state["best_epoch"] == 4 and state["best_loss"] == 0.3
+
+
+@pytest.mark.parametrize("mixup", [False, True])
+def test_micro_batches_give_the_whole_batchs_gradient(mixup: bool) -> None:
+    from lensflow.train.loop import forward_backward
+
+    config = build_config({"label_smoothing": 0.1, "dataset": "d", "out": "o"})
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(10, 6, generator=g), torch.randint(0, 3, (10,), generator=g)
+    partner = torch.randperm(10, generator=g) if mixup else None
+    grads, losses = [], []
+    for micro in (None, 3):  # 3 does not divide 10: pieces of 3, 3, 3 and 1
+        torch.manual_seed(1)
+        model = torch.nn.Linear(6, 3)
+        logits, loss = forward_backward(
+            model, x, y, config, None, 0.7, partner, micro, torch.device("cpu")
+        )
+        assert logits.shape == (10, 3) and not logits.requires_grad
+        grads.append(torch.cat([p.grad.ravel() for p in model.parameters()]))
+        losses.append(loss)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+
+
+def test_only_large_images_on_a_cpu_are_split() -> None:
+    from lensflow.train.tasks import micro_batch_size
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert micro_batch_size(224, 64, cpu) == 16
+    assert micro_batch_size(300, 64, cpu) == 8  # never fewer than 8 rows
+    assert micro_batch_size(28, 64, cpu) is None  # MNIST-sized: one piece, as before
+    assert micro_batch_size(224, 16, cpu) is None  # the batch is small already
+    assert micro_batch_size(224, 64, cuda) is None
