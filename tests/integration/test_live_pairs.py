@@ -297,3 +297,44 @@ def test_stopping_pairs_the_socks_still_open(
     assert sink.messages[-1] == pairs[0]  # after every sighting
     assert summary.final_pairs == 1 and summary.open == [2]
     assert any(e.startswith("final pair #1 + #3") for e in summary.events)
+
+
+def test_sigterm_ends_the_feed_like_ctrl_c(tmp_path: Path, socks: Path) -> None:
+    """A service manager stops `live` with SIGTERM: the socks still open are paired and
+    published before it exits, as with Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    google = [socks / "class-google" / f for f in TWINS["class-google"]]
+    mongo = socks / "class-mongo" / TWINS["class-mongo"][0]
+    shows = [Show(google[0], 10), Show(None, 8), Show(mongo, 10), Show(None, 8),
+             Show(google[1], 10), Show(None, 600)]  # fmt: skip  # a minute of empty table
+    video = make_video(tmp_path / "term.avi", shows, seed=7)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lensflow", "live", "--pair-by-appearance", "--source", str(video),
+         "--fps", str(FPS), "--empty-seconds", "1", "--min-similarity", "0.99", "--stdout",
+         "--json", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[dict] = []
+    deadline = time.monotonic() + 120
+    try:
+        assert proc.stdout is not None
+        while sum(e.get("event") == "sighting" for e in lines) < 3:
+            assert time.monotonic() < deadline, lines
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else "stdout closed"
+            lines.append(json.loads(line))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    rest = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    events, summary = lines + rest[:-1], rest[-1]
+    pairs = [(e["a"], e["b"], e["final"]) for e in events if e["event"] == "pair"]
+    assert pairs == [(1, 3, True)], events
+    assert summary["stopped_by"].startswith("interrupted") and summary["open"] == [2]
+    assert summary["frames_read"] < FPS + 5 + 48 + 600  # it did not play to the end

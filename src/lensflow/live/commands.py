@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -158,7 +161,6 @@ def _config_dict(config: Any) -> dict[str, Any]:
 def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
     """Open bundle, source, sinks and view (failing early, in that order), run the loop with a
     rich status line, and close everything whatever happens."""
-    import contextlib
 
     from rich.live import Live
     from rich.text import Text
@@ -228,6 +230,7 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
             console.print(f"view: [bold]{server.url}[/]")
         if not quiet:
             stack.enter_context(Live(line, console=console, refresh_per_second=4))
+        stack.enter_context(_sigterm_as_ctrl_c())
         try:
             summary = runner(
                 config, predictor, sinks, hub=hub, on_event=on_event,
@@ -250,6 +253,25 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
             highlight=False,
         )
     return result
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (systemd, docker stop, kill) ends the loop the way Ctrl-C does: the sinks flush
+    what they buffered and --pair-by-appearance pairs the socks still open, instead of dying."""
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding app): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def register(app: typer.Typer) -> None:
