@@ -335,6 +335,6 @@ def test_sigterm_ends_the_feed_like_ctrl_c(tmp_path: Path, socks: Path) -> None:
     rest = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     events, summary = lines + rest[:-1], rest[-1]
     pairs = [(e["a"], e["b"], e["final"]) for e in events if e["event"] == "pair"]
-    assert pairs == [(1, 3, True)], events
-    assert summary["stopped_by"].startswith("interrupted") and summary["open"] == [2]
+    assert pairs == [(1, 3, True)], (events, summary, err[-2000:])
+    assert summary["stopped_by"] == "interrupted (SIGTERM)" and summary["open"] == [2]
     assert summary["frames_read"] < FPS + 5 + 48 + 600  # it did not play to the end

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -230,12 +231,14 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
             console.print(f"view: [bold]{server.url}[/]")
         if not quiet:
             stack.enter_context(Live(line, console=console, refresh_per_second=4))
-        stack.enter_context(_sigterm_as_ctrl_c())
+        stop, received = stack.enter_context(_stop_on_signals())
         try:
             summary = runner(
                 config, predictor, sinks, hub=hub, on_event=on_event,
-                on_classified=on_classified, source=source,
+                on_classified=on_classified, source=source, stop=stop,
             )  # fmt: skip
+            if received:
+                summary.stopped_by = f"interrupted ({received[0]})"
         finally:
             for sink in sinks:  # run_live closed them; a failed start left them open
                 with contextlib.suppress(Exception):
@@ -256,22 +259,30 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (systemd, docker stop, kill) ends the loop the way Ctrl-C does: the sinks flush
-    what they buffered and --pair-by-appearance pairs the socks still open, instead of dying."""
+def _stop_on_signals() -> Iterator[tuple[threading.Event, list[str]]]:
+    """The first Ctrl-C or SIGTERM (systemd, docker stop) asks the loop to stop after the
+    current frame: the sinks flush what they buffered and --pair-by-appearance pairs the socks
+    still open. Raising in the middle of a frame instead could lose a sighting that was already
+    published. A second signal interrupts at once."""
+    stop, received = threading.Event(), []
 
-    def interrupt(*_: Any) -> None:
-        raise KeyboardInterrupt
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+        stop.set()
 
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (an embedding app): leave signals alone
+            pass
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (an embedding app): leave signals alone
-        yield
-        return
-    try:
-        yield
+        yield stop, received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def register(app: typer.Typer) -> None:

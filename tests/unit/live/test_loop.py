@@ -181,3 +181,18 @@ def test_stdout_sink_stops_the_run_when_the_reader_goes_away(
         summary = run_live(LiveConfig(bundle="b", source=str(test_video)), predictor, [sink])
     assert sink.finished and sink.published == 0
     assert summary.stopped_by == "stdout closed" and summary.classified == 0
+
+
+def test_the_first_signal_asks_to_stop_and_the_second_interrupts() -> None:
+    import os
+    import signal
+
+    from lensflow.live.commands import _stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _stop_on_signals() as (stop, received):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.is_set() and received == ["SIGTERM"]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before
