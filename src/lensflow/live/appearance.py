@@ -32,6 +32,7 @@ The loop (`pair_loop.py`) feeds every frame through three small pieces:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -417,8 +418,6 @@ def _groups(allowed: np.ndarray) -> list[list[int]]:
 
 
 def _exact(sims: np.ndarray, allowed: np.ndarray, group: list[int]) -> list[tuple[int, int]]:
-    from functools import cache
-
     @cache
     def best(left: tuple[int, ...]) -> tuple[float, tuple[tuple[int, int], ...]]:
         if len(left) < 2:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -172,6 +169,7 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
     from lensflow.live.view import FrameHub, ViewServer, parse_host_port
     from lensflow.predictor import Predictor
     from lensflow.progress import console
+    from lensflow.signals import stop_on_signals
 
     config.validate()
     source_kind(config.source)  # a missing source fails before the bundle loads
@@ -231,14 +229,16 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
             console.print(f"view: [bold]{server.url}[/]")
         if not quiet:
             stack.enter_context(Live(line, console=console, refresh_per_second=4))
-        stop, received = stack.enter_context(_stop_on_signals())
+        # The first Ctrl-C or SIGTERM stops after the current frame: the sinks flush and
+        # --pair-by-appearance pairs the socks still open; a second one interrupts at once.
+        stop = stack.enter_context(stop_on_signals(second_interrupts=True))
         try:
             summary = runner(
                 config, predictor, sinks, hub=hub, on_event=on_event,
                 on_classified=on_classified, source=source, stop=stop,
             )  # fmt: skip
-            if received:
-                summary.stopped_by = f"interrupted ({received[0]})"
+            if stop.name:
+                summary.stopped_by = f"interrupted ({stop.name})"
         finally:
             for sink in sinks:  # run_live closed them; a failed start left them open
                 with contextlib.suppress(Exception):
@@ -256,33 +256,6 @@ def run_command(config: Any, quiet: bool = False) -> dict[str, Any]:
             highlight=False,
         )
     return result
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[tuple[threading.Event, list[str]]]:
-    """The first Ctrl-C or SIGTERM (systemd, docker stop) asks the loop to stop after the
-    current frame: the sinks flush what they buffered and --pair-by-appearance pairs the socks
-    still open. Raising in the middle of a frame instead could lose a sighting that was already
-    published. A second signal interrupts at once."""
-    stop, received = threading.Event(), []
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
-        stop.set()
-
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread (an embedding app): leave signals alone
-            pass
-    try:
-        yield stop, received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,16 +14,15 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from lensflow.errors import StreamError
+from lensflow.signals import stop_on_signals
 from lensflow.stream.config import PairsConfig
 from lensflow.stream.engine import Change, PairEngine
 from lensflow.stream.state import SourceProgress, StateStore
@@ -210,23 +209,6 @@ def default_client_id(config: PairsConfig) -> str | None:
     return f"lensflow-pairs-{digest}"
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """Ctrl-C and SIGTERM set an event instead of raising in the middle of a commit."""
-    stop = threading.Event()
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-        except ValueError:  # not the main thread (tests): rely on the caller's stop event
-            pass
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run_mqtt(
     config: PairsConfig,
     sinks: list[ChangeSink] | None = None,
@@ -263,7 +245,7 @@ def run_mqtt(
     try:
         if ready is not None:
             ready(pipeline)
-        with _stop_on_signals() as signalled:
+        with stop_on_signals() as signalled:
             while not (signalled.is_set() or (stop is not None and stop.is_set())):
                 if client.stats.callback_errors:
                     # Bad messages are counted, not raised: this is the state store failing

@@ -187,12 +187,16 @@ def test_the_first_signal_asks_to_stop_and_the_second_interrupts() -> None:
     import os
     import signal
 
-    from lensflow.live.commands import _stop_on_signals
+    from lensflow.signals import stop_on_signals
 
     before = signal.getsignal(signal.SIGTERM)
-    with _stop_on_signals() as (stop, received):
+    with stop_on_signals(second_interrupts=True) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.is_set() and received == ["SIGTERM"]
+        assert stop.is_set() and stop.name == "SIGTERM"
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
+    with stop_on_signals() as stop:  # `pairs`: every signal only asks to stop
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.is_set() and stop.name == "Ctrl-C"
